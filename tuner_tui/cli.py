@@ -1,0 +1,234 @@
+"""The `tuner` command. Bare `tuner` opens the wizard; subcommands are its headless equivalents.
+
+Exit codes: 0 ok, 1 a run that failed, 2 invalid input, 3 objectives not met (`tuner eval`).
+Nothing here imports torch, transformers, peft, datasets or evaluate at module scope: `tuner
+--help` and the TUI start in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tuner_tui.errors import EXIT_OK, TunerError
+
+app = typer.Typer(
+    name="tuner",
+    help="Fine-tune language models for your domain: a terminal wizard and its headless commands.",
+    rich_markup_mode="rich",
+    no_args_is_help=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+RunsDir = Annotated[Path, typer.Option("--runs-dir", help="Folder that holds run directories.")]
+DEFAULT_RUNS_DIR = Path("runs")
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    ctx: typer.Context,
+    recipe: Annotated[
+        Path | None, typer.Option("--recipe", "-r", help="Open this recipe in the wizard.")
+    ] = None,
+    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+) -> None:
+    """Open the wizard (no subcommand), or run one of the commands below."""
+    if ctx.invoked_subcommand is None:
+        from tuner_tui.app import run_app
+
+        raise typer.Exit(run_app(recipe, runs_dir=runs_dir))
+
+
+@app.command()
+def demo(runs_dir: RunsDir = DEFAULT_RUNS_DIR) -> None:
+    """Open the wizard on the built-in demo (support-ticket intents, offline MiniLM)."""
+    from tuner_tui.app import run_app
+
+    raise typer.Exit(run_app(None, demo=True, runs_dir=runs_dir))
+
+
+@app.command()
+def validate(recipe: Annotated[Path, typer.Argument(help="Recipe TOML file.")]) -> None:
+    """Check a recipe and print every problem at once (exit 2 if any)."""
+    from tuner_tui.recipe import RecipeError, read_recipe
+
+    loaded, problems, _ = read_recipe(recipe)
+    if problems:
+        raise RecipeError(str(recipe), problems)
+    console.print(f"[green]OK[/] {recipe}: recipe hash {loaded.hash()[:12]}")
+
+
+@app.command()
+def run(
+    recipe: Annotated[Path | None, typer.Argument(help="Recipe TOML file.")] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option("--resume", help="Resume this run directory from its last complete checkpoint."),
+    ] = None,
+    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Start the run and return at once.")] = False,
+) -> None:
+    """Start a training run (or --resume one) in a detached worker; follow it unless --detach."""
+    from tuner_tui.runs.launcher import resume_run, start_run
+    from tuner_tui.runs.viewer import follow_run
+
+    if (recipe is None) == (resume is None):
+        raise TunerError("Give either a RECIPE to start a run or --resume RUN_DIR, not both or neither.")
+    run_dir = resume_run(resume) if resume else start_run(recipe, runs_dir)  # type: ignore[arg-type]
+    console.print(f"Run [bold]{run_dir.run_id}[/] started: {run_dir.root}")
+    if detach:
+        console.print(f"Follow it: tuner attach {run_dir.root}    Stop it: tuner stop {run_dir.root}")
+        raise typer.Exit(EXIT_OK)
+    raise typer.Exit(follow_run(run_dir, console))
+
+
+@app.command()
+def attach(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> None:
+    """Replay a run's history and follow it live; Ctrl-C detaches (the run goes on)."""
+    from tuner_tui.runs.layout import RunDir
+    from tuner_tui.runs.viewer import follow_run
+
+    raise typer.Exit(follow_run(RunDir.open(run_dir), console))
+
+
+def _age(iso: str | None) -> str:
+    if not iso:
+        return "-"
+    from datetime import datetime
+
+    seconds = time.time() - datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+@app.command()
+def runs(runs_dir: RunsDir = DEFAULT_RUNS_DIR) -> None:
+    """List runs with their phase, step, last loss and age."""
+    from tuner_tui.runs.layout import list_runs
+
+    rows = list_runs(runs_dir)
+    if not rows:
+        console.print(f"No runs under {runs_dir}.")
+        return
+    table = Table("run", "phase", "step", "loss", "age", title=f"Runs in {runs_dir}")
+    for row in rows:
+        steps = f"{row['step']}/{row['max_steps']}" if row.get("max_steps") else str(row["step"])
+        loss = f"{row['loss']:.4f}" if isinstance(row["loss"], (int, float)) else "-"
+        table.add_row(row["run_id"], row["phase"], steps, loss, _age(row.get("created")))
+    console.print(table)
+
+
+@app.command()
+def stop(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> None:
+    """Ask a run to stop gracefully: it finishes the step, saves a checkpoint, and ends 'stopped'."""
+    from tuner_tui.runs import control
+    from tuner_tui.runs.layout import RunDir
+    from tuner_tui.runs.state import TERMINAL_PHASES, read_state
+
+    run_ = RunDir.open(run_dir)
+    phase = read_state(run_.state).get("phase")
+    if phase in TERMINAL_PHASES or phase == "crashed":
+        raise TunerError(f"The run {run_.root} is not running (phase {phase}); nothing to stop.")
+    control.request(run_.control, "stop", by="tuner stop")
+    console.print(
+        f"Stop requested; the run saves a checkpoint at its next step. Watch: tuner attach {run_.root}"
+    )
+
+
+def _not_yet(command: str) -> None:
+    raise TunerError(
+        f"`tuner {command}` is not available in this version of tuner yet; it is planned and "
+        "tracked as an open issue."
+    )
+
+
+@app.command()
+def inspect(data: Annotated[str, typer.Argument(help="Data file, folder or hub id.")]) -> None:
+    """Inspect a dataset: format, token lengths, duplicates, PII, labels."""
+    _not_yet("inspect")
+
+
+@app.command()
+def estimate(recipe: Annotated[Path, typer.Argument(help="Recipe TOML file.")]) -> None:
+    """Estimate memory and time for a recipe on this machine."""
+    _not_yet("estimate")
+
+
+@app.command(name="eval")
+def eval_(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> None:
+    """Evaluate a finished run against its objectives (exit 3 if they are not met)."""
+    _not_yet("eval")
+
+
+@app.command()
+def export(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> None:
+    """Export a run: recipe, adapter and optionally a merged model."""
+    _not_yet("export")
+
+
+@app.command()
+def doctor() -> None:
+    """Check this machine: Python, libraries, GPUs, disk, offline settings."""
+    import os
+    import shutil
+
+    from tuner_tui.runs.environment import library_versions
+    from tuner_tui.training.telemetry import GpuProbe
+
+    table = Table("check", "value", title="tuner doctor")
+    table.add_row("python", sys.version.split()[0])
+    for name, version in library_versions().items():
+        table.add_row(name, version)
+    probe = GpuProbe()
+    gpus = probe.sample()
+    table.add_row("GPUs", ", ".join(g.get("name", "?") for g in gpus) if gpus else f"none ({probe.reason})")
+    probe.close()
+    free = shutil.disk_usage(Path.cwd()).free
+    table.add_row("free disk here", f"{free / 2**30:.1f} GiB")
+    table.add_row("HF_HUB_OFFLINE", os.environ.get("HF_HUB_OFFLINE", "unset"))
+    table.add_row("HF_HOME", os.environ.get("HF_HOME", "~/.cache/huggingface"))
+    console.print(table)
+
+
+def main() -> None:
+    """Console-script entry point: user errors print one paragraph and exit with their code."""
+    try:
+        app(standalone_mode=True)
+    except TunerError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # a bug in tuner: short message here, full traceback in a file
+        report = _write_crash_report(exc)
+        err_console.print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\nThis is a bug in tuner, "
+            f"not in your input. The traceback is in {report}; please include it in a bug report.",
+            highlight=False,
+        )
+        sys.exit(1)
+
+
+def _write_crash_report(exc: BaseException) -> Path:
+    import tempfile
+    import traceback
+
+    report = Path(tempfile.gettempdir()) / f"tuner-crash-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    report.write_text("".join(traceback.format_exception(exc)), encoding="utf-8")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,722 @@
+"""The recipe: a TOML file that describes one fine-tuning job, end to end.
+
+The schema is plain dataclasses. Each field's `metadata` carries its help text (shown as widget
+tooltips and written as TOML comments on export) and its constraints (`choices`, `min`, `max`,
+`gt`). Parsing never stops at the first problem: `parse_recipe` returns the recipe it could build
+plus every problem found, each naming its key path, so `tuner validate` can print them all at once.
+
+Round trips go through tomlkit: `save_recipe` updates the document a recipe was loaded from, so a
+user's comments, key order and formatting survive load -> edit -> save, and one changed value is a
+one-line diff.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+import tomlkit.exceptions
+from tomlkit.items import Table
+
+from tuner_tui.errors import TunerError
+
+SCHEMA_VERSION = 1
+
+TASKS = ("causal_lm", "sequence_classification")
+DATA_FORMATS = (
+    "auto",
+    "alpaca",
+    "sharegpt",
+    "messages",
+    "prompt_completion",
+    "text",
+    "classification",
+)
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+METHODS = (
+    "lora",
+    "dora",
+    "qlora",
+    "ia3",
+    "loha",
+    "lokr",
+    "adalora",
+    "prompt_tuning",
+    "prefix_tuning",
+    "full",
+    "freeze",
+)
+LR_SCHEDULERS = (
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+)
+OPTIMIZERS = (
+    "adamw_torch",
+    "adamw_torch_fused",
+    "sgd",
+    "adafactor",
+    "adamw_8bit",
+    "paged_adamw_8bit",
+)
+DEVICES = ("auto", "cpu", "cuda", "mps")
+LORA_INITS = ("default", "gaussian", "pissa", "olora", "loftq")
+# Metrics whose smaller values are better; every other metric is "higher is better".
+LOWER_IS_BETTER = frozenset({"perplexity", "loss", "eval_loss"})
+METRICS = (
+    "accuracy",
+    "f1",
+    "f1_macro",
+    "precision_macro",
+    "recall_macro",
+    "exact_match",
+    "rouge1",
+    "rouge2",
+    "rouge_l",
+    "bleu",
+    "chrf",
+    "perplexity",
+    "loss",
+)
+SPLITS = ("test", "validation")
+CLEANING_OPS = (
+    "drop_empty",
+    "normalize",
+    "length_filter",
+    "dedup_exact",
+    "dedup_near",
+    "redact_pii",
+    "drop_pii_rows",
+    "filter_language",
+)
+BIAS_GROUPS = ("gender", "race_ethnicity", "religion", "age", "disability", "nationality")
+
+
+def _f(default: Any = dataclasses.MISSING, help: str = "", **constraints: Any) -> Any:  # noqa: A002
+    """A dataclass field with help text and constraints in its metadata."""
+    metadata = {"help": help, **constraints}
+    if isinstance(default, (list, dict)):
+        value = default
+        return field(default_factory=lambda: type(value)(value), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+# --- schema -----------------------------------------------------------------------------------
+
+
+@dataclass
+class ProjectConfig:
+    name: str = _f("untitled", help="Short name of the project; used in run ids.")
+    domain: str = _f("", help="The specialised domain, e.g. 'clinical notes' or 'legal contracts'.")
+    description: str = _f("", help="What the tuned model should do, in a sentence or two.")
+    seed: int = _f(42, help="Random seed for data splits, initialisation and data order.", min=0)
+
+
+@dataclass
+class Objective:
+    metric: str = _f("accuracy", help="Metric to reach.", choices=METRICS)
+    target: float = _f(0.0, help="Target value; perplexity/loss must be at most this, others at least.")
+    split: str = _f("test", help="Split the objective is measured on.", choices=SPLITS)
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric not in LOWER_IS_BETTER
+
+
+@dataclass
+class DataConfig:
+    path: str = _f("", help="Data file, folder, save_to_disk folder or hub dataset id.")
+    format: str = _f("auto", help="Data format; 'auto' detects it.", choices=DATA_FORMATS)
+    fields: dict[str, str] = _f(
+        {}, help="Role -> column mapping, e.g. instruction = 'question'. Empty: detected."
+    )
+    validation_fraction: float = _f(0.1, help="Share of rows held out for validation.", min=0.0, max=0.5)
+    test_fraction: float = _f(0.1, help="Share of rows held out for the test split.", min=0.0, max=0.5)
+    cleaning: list[dict[str, Any]] = _f([], help="Ordered cleaning steps, each {op = '...', ...parameters}.")
+
+    def check(self, path: str) -> list[Problem]:
+        problems = []
+        if not self.path.strip():
+            problems.append(
+                Problem(
+                    f"{path}.path",
+                    "is missing: set it to a data file, folder or hub dataset id, "
+                    "e.g. path = 'data/train.jsonl'.",
+                )
+            )
+        if self.validation_fraction + self.test_fraction >= 0.9:
+            problems.append(
+                Problem(
+                    f"{path}.test_fraction",
+                    f"validation_fraction + test_fraction = "
+                    f"{self.validation_fraction + self.test_fraction:g} leaves almost nothing to "
+                    "train on: keep the sum below 0.9.",
+                )
+            )
+        for i, step in enumerate(self.cleaning):
+            op = step.get("op")
+            where = f"{path}.cleaning[{i}]"
+            if not isinstance(op, str):
+                problems.append(Problem(f"{where}.op", f"is missing: choose one of {_alts(CLEANING_OPS)}."))
+            elif op not in CLEANING_OPS:
+                problems.append(Problem(f"{where}.op", _bad_choice(op, CLEANING_OPS)))
+        return problems
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = _f("", help="Local model folder or hub model id.")
+    revision: str = _f("", help="Hub revision (branch, tag or commit) to pin; empty = default branch.")
+    task: str = _f("causal_lm", help="What the model learns to do.", choices=TASKS)
+    dtype: str = _f("auto", help="Weight dtype for training.", choices=DTYPES)
+    trust_remote_code: bool = _f(
+        False, help="Run the model repository's own Python code (needs a pinned revision)."
+    )
+    chat_template: str = _f(
+        "",
+        help="Jinja chat template to use instead of the tokenizer's own; empty = the tokenizer's.",
+    )
+
+    def check(self, path: str) -> list[Problem]:
+        problems = []
+        if not self.name_or_path.strip():
+            problems.append(
+                Problem(
+                    f"{path}.name_or_path",
+                    "is missing: set it to a local model folder or a hub id, "
+                    "e.g. name_or_path = 'HuggingFaceTB/SmolLM2-135M-Instruct'.",
+                )
+            )
+        if self.trust_remote_code and not self.revision:
+            problems.append(
+                Problem(
+                    f"{path}.trust_remote_code",
+                    "is true but no revision is pinned: remote code runs on your machine, so set "
+                    "model.revision to the commit you reviewed, or set trust_remote_code = false.",
+                )
+            )
+        return problems
+
+
+@dataclass
+class MethodConfig:
+    type: str = _f("lora", help="Fine-tuning method: a PEFT adapter, full tuning or freeze.", choices=METHODS)
+    r: int = _f(16, help="Adapter rank (LoRA family).", min=1, max=4096)
+    alpha: float = _f(32.0, help="LoRA scaling alpha; the update is scaled by alpha / r.", gt=0.0)
+    dropout: float = _f(0.05, help="Dropout on the adapter input.", min=0.0, max=0.9)
+    target_modules: str | list[str] = _f(
+        "all-linear", help="Modules to adapt: 'all-linear' or a list of module names."
+    )
+    rslora: bool = _f(False, help="Rank-stabilised LoRA scaling (alpha / sqrt(r)).")
+    init: str = _f("default", help="LoRA weight initialisation.", choices=LORA_INITS)
+    num_virtual_tokens: int = _f(20, help="Virtual tokens for prompt/prefix tuning.", min=1, max=1024)
+    trainable_layers: int = _f(2, help="For 'freeze': train only the last N layers.", min=1)
+
+
+@dataclass
+class TrainingConfig:
+    epochs: float = _f(3.0, help="Passes over the training split (used when max_steps = 0).", gt=0.0)
+    max_steps: int = _f(0, help="Optimizer steps to run; 0 = use epochs.", min=0)
+    learning_rate: float = _f(2e-4, help="Peak learning rate.", gt=0.0, max=1.0)
+    batch_size: int = _f(8, help="Examples per device per forward pass.", min=1)
+    gradient_accumulation: int = _f(1, help="Forward passes per optimizer step.", min=1)
+    max_length: int = _f(512, help="Longest sequence in tokens; longer examples are truncated.", min=8)
+    packing: bool = _f(False, help="Pack several short examples into one sequence.")
+    lr_scheduler: str = _f("linear", help="Learning-rate schedule.", choices=LR_SCHEDULERS)
+    warmup_ratio: float = _f(0.0, help="Share of steps spent warming up.", min=0.0, max=0.5)
+    weight_decay: float = _f(0.0, help="AdamW weight decay.", min=0.0, max=1.0)
+    max_grad_norm: float = _f(1.0, help="Gradient clipping norm; 0 disables clipping.", min=0.0)
+    optimizer: str = _f("adamw_torch", help="Optimizer.", choices=OPTIMIZERS)
+    gradient_checkpointing: bool = _f(False, help="Recompute activations to save memory.")
+    completion_only_loss: bool = _f(
+        True, help="For instruction/chat data, learn only the responses, not the prompts."
+    )
+    log_every_steps: int = _f(1, help="Emit a metric event every N optimizer steps.", min=1)
+    eval_every_steps: int = _f(0, help="Evaluate on validation every N steps; 0 = each epoch.", min=0)
+    save_every_steps: int = _f(100, help="Save a checkpoint every N steps.", min=1)
+    keep_checkpoints: int = _f(2, help="How many newest checkpoints to keep.", min=1)
+    num_processes: int = _f(1, help="Training processes (one per GPU).", min=1)
+    device: str = _f("auto", help="Where to train: auto picks CUDA when present.", choices=DEVICES)
+
+
+@dataclass
+class GenerationConfig:
+    max_new_tokens: int = _f(128, help="Longest generated answer in evaluation.", min=1)
+    do_sample: bool = _f(False, help="Sample instead of greedy decoding.")
+    temperature: float = _f(1.0, help="Sampling temperature.", gt=0.0)
+    top_p: float = _f(1.0, help="Nucleus sampling threshold.", gt=0.0, max=1.0)
+    num_beams: int = _f(1, help="Beam search width; 1 = greedy.", min=1)
+
+
+@dataclass
+class EvaluationConfig:
+    metrics: list[str] = _f([], help="Metrics to compute; empty = the defaults for the task.")
+    max_samples: int = _f(200, help="Evaluate on at most this many examples.", min=1)
+    compare_base: bool = _f(True, help="Also evaluate the base model, for a before/after comparison.")
+    generation: GenerationConfig = field(
+        default_factory=GenerationConfig,
+        metadata={"help": "Decoding settings for generation metrics."},
+    )
+
+    def check(self, path: str) -> list[Problem]:
+        return [
+            Problem(f"{path}.metrics[{i}]", _bad_choice(m, METRICS))
+            for i, m in enumerate(self.metrics)
+            if m not in METRICS
+        ]
+
+
+@dataclass
+class BiasConfig:
+    enabled: bool = _f(True, help="Write a bias report (data audit and counterfactual probes).")
+    probes: str = _f("builtin", help="'builtin' probes, or a path to a JSONL file of your own.")
+    groups: list[str] = _f([], help="Group families to audit; empty = all.")
+
+    def check(self, path: str) -> list[Problem]:
+        return [
+            Problem(f"{path}.groups[{i}]", _bad_choice(g, BIAS_GROUPS))
+            for i, g in enumerate(self.groups)
+            if g not in BIAS_GROUPS
+        ]
+
+
+@dataclass
+class Recipe:
+    schema_version: int = _f(SCHEMA_VERSION, help="Recipe schema version.")
+    project: ProjectConfig = field(default_factory=ProjectConfig, metadata={"help": "The project."})
+    objectives: list[Objective] = field(
+        default_factory=list, metadata={"help": "Measurable targets for the tuned model."}
+    )
+    data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Training data."})
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "Base model."})
+    method: MethodConfig = field(default_factory=MethodConfig, metadata={"help": "Tuning method."})
+    training: TrainingConfig = field(
+        default_factory=TrainingConfig, metadata={"help": "Training loop settings."}
+    )
+    evaluation: EvaluationConfig = field(
+        default_factory=EvaluationConfig, metadata={"help": "Evaluation settings."}
+    )
+    bias: BiasConfig = field(default_factory=BiasConfig, metadata={"help": "Bias report settings."})
+    environment: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "Written by tuner into a run's frozen recipe. Never hand-edited."},
+    )
+
+    def problems(self) -> list[Problem]:
+        """Every semantic problem in this recipe (types were checked while parsing)."""
+        found: list[Problem] = []
+        _check_section(self, "", found)
+        if self.schema_version != SCHEMA_VERSION:
+            found.append(
+                Problem(
+                    "schema_version",
+                    f"is {self.schema_version}, but this tuner reads schema {SCHEMA_VERSION}: "
+                    f"set schema_version = {SCHEMA_VERSION}.",
+                )
+            )
+        if self.model.task == "sequence_classification" and self.data.format not in (
+            "auto",
+            "classification",
+        ):
+            found.append(
+                Problem(
+                    "data.format",
+                    f"is '{self.data.format}', but model.task is 'sequence_classification', which "
+                    "needs text + label data: set data.format = 'classification' or 'auto'.",
+                )
+            )
+        for i, objective in enumerate(self.objectives):
+            if objective.metric == "perplexity" and self.model.task != "causal_lm":
+                found.append(
+                    Problem(
+                        f"objectives[{i}].metric",
+                        "is 'perplexity', which only a causal LM has: use accuracy or f1_macro "
+                        "for sequence classification.",
+                    )
+                )
+        return found
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of every value (defaults included), ready for TOML or JSON."""
+        return dataclasses.asdict(self)
+
+    def hash(self) -> str:
+        """Identity of the recipe: stable over formatting, comments, key order and the
+        environment block (which the tool fills in)."""
+        content = self.to_dict()
+        content.pop("environment", None)
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# --- problems ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a recipe, at a key path like `training.learning_rate`."""
+
+    path: str
+    message: str
+    line: int | None = None
+    column: int | None = None
+
+    def __str__(self) -> str:
+        where = self.path
+        if self.line is not None:
+            where = f"{where} (line {self.line}, column {self.column})"
+        return f"{where}: {self.message}"
+
+
+class RecipeError(TunerError):
+    """A recipe that cannot be used, with all of its problems."""
+
+    def __init__(self, source: str, problems: list[Problem]):
+        self.source = source
+        self.problems = problems
+        count = f"{len(problems)} problem" + ("s" if len(problems) != 1 else "")
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"The recipe {source} has {count}:\n{lines}")
+
+
+def _alts(choices: tuple[str, ...] | list[str]) -> str:
+    return ", ".join(f"'{c}'" for c in choices)
+
+
+def _did_you_mean(word: str, candidates: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def _bad_choice(value: Any, choices: tuple[str, ...]) -> str:
+    hint = _did_you_mean(str(value), choices) if isinstance(value, str) else ""
+    return f"'{value}' is not allowed.{hint} Choose one of {_alts(choices)}."
+
+
+# --- parsing: TOML tables -> dataclasses, collecting every problem ----------------------------
+
+_INVALID = object()
+
+_TYPE_WORDS = {
+    bool: "true or false (a TOML boolean, without quotes)",
+    int: "a whole number",
+    float: "a number",
+    str: "a quoted string",
+}
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, str):
+        return f"the string '{value}'"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "a table"
+    return repr(value)
+
+
+def _coerce(hint: Any, value: Any, path: str, problems: list[Problem]) -> Any:
+    """Convert a TOML value to the annotated type, or record a problem and return _INVALID."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        # Only `str | list[str]` occurs in the schema: accept either arm.
+        for arm in typing.get_args(hint):
+            attempt: list[Problem] = []
+            converted = _coerce(arm, value, path, attempt)
+            if not attempt:
+                return converted
+        problems.append(Problem(path, f"expected a string or a list of strings, got {_describe(value)}."))
+        return _INVALID
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, Mapping):
+            problems.append(Problem(path, f"expected a table, got {_describe(value)}."))
+            return _INVALID
+        return _build(hint, value, path, problems)
+    if origin is list:
+        (item_type,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            problems.append(Problem(path, f"expected a list, got {_describe(value)}."))
+            return _INVALID
+        items = [_coerce(item_type, v, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+        return _INVALID if any(i is _INVALID for i in items) else items
+    if origin is dict:
+        _, value_type = typing.get_args(hint)
+        if not isinstance(value, Mapping):
+            problems.append(Problem(path, f"expected a table, got {_describe(value)}."))
+            return _INVALID
+        if value_type is Any:
+            return _plain(value)
+        out = {str(k): _coerce(value_type, v, f"{path}.{k}", problems) for k, v in value.items()}
+        return _INVALID if _INVALID in out.values() else out
+    if hint is Any:
+        return _plain(value)
+    ok = (
+        isinstance(value, bool)
+        if hint is bool
+        else (
+            isinstance(value, (int, float)) and not isinstance(value, bool)
+            if hint is float
+            else isinstance(value, hint) and not isinstance(value, bool)
+        )
+    )
+    if not ok:
+        fix = ""
+        if hint is bool and isinstance(value, str) and value.lower() in ("true", "false"):
+            fix = f" Write {value.lower()} without quotes."
+        elif hint in (int, float) and isinstance(value, str):
+            fix = " Write the number without quotes."
+        problems.append(Problem(path, f"expected {_TYPE_WORDS[hint]}, got {_describe(value)}.{fix}"))
+        return _INVALID
+    return float(value) if hint is float else _plain(value)
+
+
+def _plain(value: Any) -> Any:
+    """tomlkit items -> plain Python values."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if hasattr(value, "unwrap"):
+        return value.unwrap()
+    return value
+
+
+def _build(cls: Any, table: Mapping[str, Any], path: str, problems: list[Problem]) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in fields(cls)]
+    for key in table:
+        if key not in known:
+            where = f"{path}.{key}" if path else key
+            problems.append(
+                Problem(
+                    where,
+                    f"is not a known key.{_did_you_mean(key, known)} Known keys here: {', '.join(known)}.",
+                )
+            )
+    kwargs = {}
+    for f in fields(cls):
+        if f.name in table:
+            where = f"{path}.{f.name}" if path else f.name
+            converted = _coerce(hints[f.name], table[f.name], where, problems)
+            if converted is not _INVALID:
+                kwargs[f.name] = converted
+    return cls(**kwargs)
+
+
+def _check_section(obj: Any, path: str, problems: list[Problem]) -> None:
+    """Range/choice constraints from field metadata, then the section's own `check`."""
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        where = f"{path}.{f.name}" if path else f.name
+        if dataclasses.is_dataclass(value):
+            _check_section(value, where, problems)
+            continue
+        if isinstance(value, list) and value and dataclasses.is_dataclass(value[0]):
+            for i, item in enumerate(value):
+                _check_section(item, f"{where}[{i}]", problems)
+            continue
+        meta = f.metadata
+        if "choices" in meta and value not in meta["choices"]:
+            problems.append(Problem(where, _bad_choice(value, meta["choices"])))
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if "min" in meta and value < meta["min"]:
+                problems.append(Problem(where, f"is {value:g}, must be at least {meta['min']:g}."))
+            if "gt" in meta and value <= meta["gt"]:
+                problems.append(Problem(where, f"is {value:g}, must be greater than {meta['gt']:g}."))
+            if "max" in meta and value > meta["max"]:
+                problems.append(Problem(where, f"is {value:g}, must be at most {meta['max']:g}."))
+    check = getattr(obj, "check", None)
+    if check is not None:
+        problems.extend(check(path))
+
+
+def parse_recipe(data: Mapping[str, Any]) -> tuple[Recipe, list[Problem]]:
+    """Build a Recipe from a TOML table, with every type and semantic problem found.
+
+    Values with the wrong type are left at their defaults, so a draft with problems can still be
+    shown and edited in the wizard.
+    """
+    problems: list[Problem] = []
+    recipe = _build(Recipe, data, "", problems)
+    problems.extend(recipe.problems())
+    return recipe, problems
+
+
+# --- files ------------------------------------------------------------------------------------
+
+
+def parse_document(text: str, source: str) -> tomlkit.TOMLDocument:
+    """Parse TOML text; a syntax error names the line and column."""
+    try:
+        return tomlkit.parse(text)
+    except tomlkit.exceptions.ParseError as exc:
+        message = str(exc).split(" at line ")[0]
+        raise RecipeError(
+            source,
+            [
+                Problem(
+                    "TOML syntax",
+                    f"{message}. Fix the TOML at that spot (strings need quotes, tables are "
+                    "written [name], lists [a, b]).",
+                    line=exc.line,
+                    column=exc.col,
+                )
+            ],
+        ) from None
+
+
+def read_recipe(path: Path) -> tuple[Recipe, list[Problem], tomlkit.TOMLDocument]:
+    """Read a recipe file leniently: the recipe, its problems, and the document for saving."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TunerError(
+            f"The recipe {path} does not exist. Check the path, or create one with the wizard "
+            "(run `tuner`) or from assets/examples."
+        ) from None
+    except (UnicodeDecodeError, IsADirectoryError, PermissionError) as exc:
+        raise TunerError(f"The recipe {path} cannot be read as UTF-8 text: {exc}.") from None
+    document = parse_document(text, str(path))
+    recipe, problems = parse_recipe(document)
+    return recipe, problems, document
+
+
+def load_recipe(path: Path) -> Recipe:
+    """Read and validate a recipe; raise RecipeError listing every problem."""
+    recipe, problems, _ = read_recipe(path)
+    if problems:
+        raise RecipeError(str(path), problems)
+    return recipe
+
+
+def _section_defaults(cls: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cls())
+
+
+def _update_table(table: Any, values: dict[str, Any], defaults: dict[str, Any], cls: Any) -> None:
+    """Make `table` hold `values`, touching only keys whose values changed.
+
+    Keys absent from the table are added only when their value differs from the default, so a
+    loaded recipe keeps its shape; keys the schema no longer has are left alone (they were
+    reported as problems when loading).
+    """
+    helps = {f.name: f.metadata.get("help", "") for f in fields(cls)} if cls else {}
+    hints = typing.get_type_hints(cls) if cls else {}
+    for key, value in values.items():
+        nested_cls = hints.get(key)
+        if dataclasses.is_dataclass(nested_cls):
+            if key in table:
+                _update_table(table[key], value, defaults.get(key, {}), nested_cls)
+            elif value != defaults.get(key):
+                sub = tomlkit.table()
+                _update_table(sub, value, defaults.get(key, {}), nested_cls)
+                table.add(key, sub)
+            continue
+        if key in table:
+            if _plain(table[key]) != value:
+                table[key] = _toml_value(value)
+        elif value != defaults.get(key):
+            if isinstance(table, Table) and helps.get(key):
+                table.add(tomlkit.comment(helps[key]))
+            table.add(key, _toml_value(value))
+
+
+def _toml_value(value: Any) -> Any:
+    """Lists of dicts become arrays of tables; other dicts inline tables (they stay put)."""
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        aot = tomlkit.aot()
+        for item in value:
+            aot.append(item)
+        return aot
+    if isinstance(value, dict):
+        inline = tomlkit.inline_table()
+        inline.update(value)
+        return inline
+    return value
+
+
+def _new_table(cls: Any, values: dict[str, Any], help_text: str) -> Table:
+    """A fresh table for a schema section, each key preceded by its help as a comment."""
+    table = tomlkit.table()
+    if help_text:
+        table.comment(help_text)
+    hints = typing.get_type_hints(cls)
+    later = []
+    for f in fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            later.append(f)  # sub-tables must follow the plain keys
+            continue
+        if f.metadata.get("help"):
+            table.add(tomlkit.comment(f.metadata["help"]))
+        table.add(f.name, _toml_value(values[f.name]))
+    for f in later:
+        table.add(f.name, _new_table(hints[f.name], values[f.name], f.metadata.get("help", "")))
+    return table
+
+
+def recipe_document(recipe: Recipe, document: tomlkit.TOMLDocument | None = None) -> tomlkit.TOMLDocument:
+    """The TOML document for `recipe`: `document` updated in place, or a new commented one."""
+    values = recipe.to_dict()
+    if not values["environment"]:
+        values.pop("environment")
+    if document is not None:
+        _update_table(document, values, _section_defaults(Recipe), Recipe)
+        return document
+    doc = tomlkit.document()
+    doc.add(tomlkit.comment("tuner recipe: `tuner validate` checks it, `tuner run` runs it."))
+    doc.add("schema_version", values.pop("schema_version"))
+    hints = typing.get_type_hints(Recipe)
+    helps = {f.name: f.metadata.get("help", "") for f in fields(Recipe)}
+    for key, value in values.items():
+        if dataclasses.is_dataclass(hints[key]):
+            doc.add(key, _new_table(hints[key], value, helps[key]))
+        elif key == "objectives":
+            if value:
+                doc.add(key, _toml_value(value))
+        else:  # environment
+            env = tomlkit.table()
+            env.comment(helps[key])
+            env.update(value)
+            doc.add(key, env)
+    return doc
+
+
+def dumps_recipe(recipe: Recipe, document: tomlkit.TOMLDocument | None = None) -> str:
+    return tomlkit.dumps(recipe_document(recipe, document))
+
+
+def save_recipe(recipe: Recipe, path: Path, document: tomlkit.TOMLDocument | None = None) -> None:
+    """Write the recipe atomically; pass the loaded document to keep its comments and order."""
+    path = Path(path)
+    text = dumps_recipe(recipe, document)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def field_help(section: str, key: str) -> str:
+    """Help text of `section.key` (e.g. 'training', 'learning_rate'), for tooltips."""
+    hints = typing.get_type_hints(Recipe)
+    cls = hints[section] if section else Recipe
+    for f in fields(cls):
+        if f.name == key:
+            return str(f.metadata.get("help", ""))
+    raise KeyError(f"{section}.{key}")

@@ -1,0 +1,122 @@
+"""The run directory: where a run's recipe, events, state, checkpoints and results live."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from tuner_tui.errors import TunerError
+from tuner_tui.runs.events import read_events
+from tuner_tui.runs.state import read_state
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths inside one run directory (see ARCHITECTURE.md, "The run directory")."""
+
+    root: Path
+
+    @property
+    def run_id(self) -> str:
+        return self.root.name
+
+    @property
+    def recipe(self) -> Path:
+        return self.root / "recipe.toml"
+
+    @property
+    def events(self) -> Path:
+        return self.root / "events.jsonl"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "worker.log"
+
+    @property
+    def control(self) -> Path:
+        return self.root / "control"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def adapter(self) -> Path:
+        return self.root / "adapter"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report"
+
+    def create(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=False)
+        for sub in (self.control, self.checkpoints, self.report):
+            sub.mkdir()
+
+    @classmethod
+    def open(cls, path: Path | str) -> RunDir:
+        """An existing run directory, or a TunerError that says what is wrong with the path."""
+        root = Path(path).expanduser().resolve()
+        if not root.is_dir():
+            raise TunerError(
+                f"{path} is not a run directory (it does not exist). List runs with `tuner runs`."
+            )
+        run = cls(root)
+        if not run.recipe.exists() or not run.state.exists():
+            raise TunerError(
+                f"{path} is not a run directory: it has no recipe.toml/state.json. Pass the "
+                "folder that `tuner run` printed (under runs/), or list runs with `tuner runs`."
+            )
+        return run
+
+
+def new_run_id(project_name: str, recipe_hash: str, when: datetime | None = None) -> str:
+    when = when or datetime.now()
+    slug = re.sub(r"[^a-z0-9]+", "-", project_name.lower()).strip("-")[:32] or "run"
+    return f"{when:%Y%m%d-%H%M%S}-{slug}-{recipe_hash[:6]}"
+
+
+def last_metric(run: RunDir) -> dict[str, Any] | None:
+    """The newest `metric` event of a run (reads the tail of events.jsonl only)."""
+    size = run.events.stat().st_size if run.events.exists() else 0
+    offset = max(0, size - 256 * 1024)
+    events, _ = read_events(run.events, offset)
+    for event in reversed(events):
+        if event.get("type") == "metric":
+            return event
+    return None
+
+
+def list_runs(runs_dir: Path) -> list[dict[str, Any]]:
+    """Summaries of the runs under `runs_dir`, newest first: id, path, phase, step, loss, updated."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    rows = []
+    for path in runs_dir.iterdir():
+        run = RunDir(path)
+        if not run.state.exists():
+            continue
+        state = read_state(run.state)
+        metric = last_metric(run)
+        rows.append(
+            {
+                "run_id": run.run_id,
+                "path": str(path),
+                "phase": state.get("phase", "unknown"),
+                "step": state.get("step", 0),
+                "max_steps": state.get("max_steps"),
+                "loss": metric.get("loss") if metric else None,
+                "created": state.get("created"),
+                "updated": state.get("updated"),
+            }
+        )
+    rows.sort(key=lambda r: r.get("created") or "", reverse=True)
+    return rows

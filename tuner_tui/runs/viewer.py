@@ -1,0 +1,126 @@
+"""The plain terminal viewer: replays a run's events, then follows them with a progress bar.
+
+A viewer owns nothing: closing it (Ctrl-C, a dropped connection) leaves the run untouched.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.text import Text
+
+from tuner_tui.errors import EXIT_OK, EXIT_RUN_FAILED
+from tuner_tui.runs.events import read_events
+from tuner_tui.runs.layout import RunDir
+from tuner_tui.runs.state import CRASHED, TERMINAL_PHASES, read_state
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return format(value, spec) if isinstance(value, (int, float)) else str(value or "-")
+
+
+def describe_metric(event: dict[str, Any]) -> str:
+    eta = event.get("eta_s")
+    eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if isinstance(eta, (int, float)) else "-"
+    return (
+        f"loss {_fmt(event.get('loss'), '.4f')}  lr {_fmt(event.get('lr'), '.2e')}  "
+        f"grad {_fmt(event.get('grad_norm'), '.3f')}  {_fmt(event.get('tokens_per_s'), ',.0f')} tok/s  "
+        f"ETA {eta_text}"
+    )
+
+
+def follow_run(run: RunDir, console: Console | None = None, poll_s: float = 0.25) -> int:
+    """Show the run until it ends; returns 0 when completed or stopped, 1 when it failed.
+
+    Ctrl-C detaches the viewer only.
+    """
+    console = console or Console()
+    progress = Progress(
+        TextColumn("[bold]{task.fields[phase]}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[steps]}"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+    task = progress.add_task("run", total=None, phase="queued", steps="")
+    metric_line = Text("", style="cyan")
+    offset = 0
+    try:
+        with Live(Group(progress, metric_line), console=console, refresh_per_second=4):
+            while True:
+                events, offset = read_events(run.events, offset)
+                for event in events:
+                    _show(event, progress, task, metric_line)
+                if not events:
+                    state = read_state(run.state)
+                    phase = state.get("phase")
+                    if phase in TERMINAL_PHASES or phase == CRASHED:
+                        events, offset = read_events(run.events, offset)
+                        for event in events:
+                            _show(event, progress, task, metric_line)
+                        return _finish(run, state, progress, task)
+                    time.sleep(poll_s)
+    except KeyboardInterrupt:
+        console.print(
+            f"\nDetached; the run goes on. Re-attach: [bold]tuner attach {run.root}[/]  "
+            f"Stop it: [bold]tuner stop {run.root}[/]"
+        )
+        return EXIT_OK
+
+
+def _show(event: dict[str, Any], progress: Progress, task: Any, metric_line: Text) -> None:
+    kind = event.get("type")
+    if kind == "metric":
+        step, total = event.get("step", 0), event.get("max_steps")
+        progress.update(
+            task,
+            completed=step,
+            total=total or None,
+            steps=f"step {step}/{total}" if total else f"step {step}",
+        )
+        metric_line.plain = describe_metric(event)
+    elif kind == "status":
+        progress.update(task, phase=event.get("phase", ""))
+        progress.console.print(f"[dim]{event.get('time', '')}[/]  phase → [bold]{event.get('phase')}[/]")
+    elif kind == "checkpoint":
+        progress.console.print(f"[dim]{event.get('time', '')}[/]  checkpoint at step {event.get('step')}")
+    elif kind == "eval":
+        values = ", ".join(
+            f"{k} {_fmt(v, '.4f')}"
+            for k, v in event.items()
+            if k in ("loss", "accuracy", "f1_macro", "perplexity")
+        )
+        when, split, step = event.get("time", ""), event.get("split"), event.get("step")
+        progress.console.print(f"[dim]{when}[/]  eval ({split}) at step {step}: {values}")
+    elif kind == "log":
+        progress.console.print(f"[dim]{event.get('time', '')}  {event.get('message')}[/]")
+    elif kind == "error":
+        progress.console.print(
+            f"[bold red]{event.get('kind')}[/]: {event.get('message')}\n[yellow]hint:[/] {event.get('hint')}"
+        )
+
+
+def _finish(run: RunDir, state: dict[str, Any], progress: Progress, task: Any) -> int:
+    phase = state.get("phase")
+    progress.update(task, phase=phase)
+    console = progress.console
+    if phase == "completed":
+        console.print(f"[green]Completed.[/] Adapter: {run.adapter}")
+        return EXIT_OK
+    if phase == "stopped":
+        console.print(f"Stopped at step {state.get('step')}. Continue with: tuner run --resume {run.root}")
+        return EXIT_OK
+    if phase == CRASHED:
+        console.print(
+            f"[bold red]The worker died[/] while the run was '{state.get('recorded_phase')}' "
+            f"(pid {state.get('pid')} is gone). See {run.log}; resume with: tuner run --resume {run.root}"
+        )
+    else:
+        console.print(f"[bold red]Failed.[/] See {run.log}")
+    return EXIT_RUN_FAILED

@@ -1,0 +1,124 @@
+"""The one TrainerCallback: logs -> events, stop/save requests -> control, saves -> commits."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import Any
+
+from transformers import TrainerCallback
+
+from tuner_tui.runs import checkpoints, control
+from tuner_tui.runs.events import EventWriter
+from tuner_tui.runs.layout import RunDir
+from tuner_tui.runs.state import write_state
+
+STATE_EVERY_S = 2.0
+
+
+class TrainingDiverged(Exception):
+    """The loss or gradient norm became NaN or infinite."""
+
+    def __init__(self, step: int, loss: float | None, grad_norm: float | None):
+        self.step, self.loss, self.grad_norm = step, loss, grad_norm
+        super().__init__(f"non-finite training values at step {step}: loss={loss}, grad_norm={grad_norm}")
+
+
+def _finite(value: Any) -> bool:
+    return value is None or math.isfinite(float(value))
+
+
+class EventCallback(TrainerCallback):
+    """Turns Trainer logs into `metric`/`eval` events and commits checkpoints atomically.
+
+    `stop` is set by the worker's SIGTERM/SIGINT handler; the `control/stop` file is the same
+    request from a viewer. Either ends training after the current step with a checkpoint.
+    """
+
+    def __init__(self, run: RunDir, events: EventWriter, stop: threading.Event, keep_checkpoints: int):
+        self.run = run
+        self.events = events
+        self.stop = stop
+        self.keep = keep_checkpoints
+        self.stop_requested = False
+        self._t0 = 0.0
+        self._step0 = 0
+        self._last_log_time = 0.0
+        self._last_tokens = 0
+        self._last_state_write = 0.0
+
+    # -- progress ---------------------------------------------------------------------------
+    def on_train_begin(self, args: Any, state: Any, control_: Any, **kwargs: Any) -> None:
+        self._t0 = self._last_log_time = time.perf_counter()
+        self._step0 = state.global_step
+        self._last_tokens = state.num_input_tokens_seen or 0
+        write_state(self.run.state, phase="training", step=state.global_step, max_steps=state.max_steps)
+
+    def on_log(
+        self,
+        args: Any,
+        state: Any,
+        control_: Any,
+        logs: dict[str, float] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        logs = logs or {}
+        step = state.global_step
+        if "loss" in logs:
+            loss, grad_norm = logs.get("loss"), logs.get("grad_norm")
+            if not (_finite(loss) and _finite(grad_norm)):
+                raise TrainingDiverged(step, loss, grad_norm)
+            now = time.perf_counter()
+            tokens = state.num_input_tokens_seen or 0
+            elapsed = max(now - self._last_log_time, 1e-9)
+            done = step - self._step0
+            eta = (now - self._t0) / done * (state.max_steps - step) if done > 0 else None
+            self.events.emit(
+                "metric",
+                step=step,
+                max_steps=state.max_steps,
+                epoch=round(state.epoch or 0.0, 4),
+                loss=loss,
+                lr=logs.get("learning_rate"),
+                grad_norm=grad_norm,
+                tokens_per_s=(tokens - self._last_tokens) / elapsed,
+                tokens_seen=tokens,
+                eta_s=eta,
+            )
+            self._last_log_time, self._last_tokens = now, tokens
+            if now - self._last_state_write >= STATE_EVERY_S:
+                write_state(self.run.state, step=step, max_steps=state.max_steps, loss=loss)
+                self._last_state_write = now
+        elif "eval_loss" in logs:
+            metrics = {k.removeprefix("eval_"): v for k, v in logs.items() if k.startswith("eval_")}
+            self.events.emit("eval", split="validation", step=step, epoch=state.epoch, **metrics)
+
+    # -- requests ---------------------------------------------------------------------------
+    def on_step_end(self, args: Any, state: Any, control_: Any, **kwargs: Any) -> None:
+        if self.stop.is_set() or control.consume(self.run.control, "stop") is not None:
+            self.stop_requested = True
+            control_.should_save = True
+            control_.should_training_stop = True
+            self.events.emit(
+                "log", level="info", message=f"Stop requested: saving at step {state.global_step}."
+            )
+        if control.consume(self.run.control, "save-now") is not None:
+            control_.should_save = True
+            self.events.emit(
+                "log", level="info", message=f"Save requested: saving at step {state.global_step}."
+            )
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def on_save(self, args: Any, state: Any, control_: Any, **kwargs: Any) -> None:
+        path = self.run.checkpoints / f"checkpoint-{state.global_step}"
+        marker = checkpoints.commit(path, state.global_step)
+        removed = checkpoints.prune(self.run.checkpoints, self.keep)
+        self.events.emit(
+            "checkpoint",
+            step=state.global_step,
+            path=str(path),
+            bytes=sum(f["bytes"] for f in marker["files"].values()),
+            removed=[p.name for p in removed],
+        )
+        write_state(self.run.state, step=state.global_step, last_checkpoint=str(path))

@@ -1,0 +1,247 @@
+"""Turn the recipe's data into tokenized train/validation/test splits.
+
+Instruction and chat formats learn only the assistant's tokens when `completion_only_loss` is on:
+the conversation is rendered with the chat template once, the character span of each assistant
+turn is found by rendering the conversation up to that turn, and tokens whose offsets fall inside
+a span keep their labels; every other label is -100.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuner_tui.data.formats import Detection, resolve_format, to_messages
+from tuner_tui.data.load import load_any
+from tuner_tui.errors import TunerError
+from tuner_tui.recipe import Recipe
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+IGNORE = -100
+
+
+@dataclass
+class PreparedData:
+    train: Dataset
+    validation: Dataset | None
+    test: Dataset | None
+    detection: Detection
+    id2label: dict[int, str] | None
+    dropped_no_target: int
+    rows: int
+
+
+def split(
+    dataset: Dataset, validation_fraction: float, test_fraction: float, seed: int
+) -> dict[str, Dataset]:
+    """Seeded train/validation/test split; a zero fraction means no such split."""
+    splits: dict[str, Dataset] = {}
+    rest = dataset
+    if test_fraction > 0:
+        parts = rest.train_test_split(test_size=test_fraction, seed=seed, shuffle=True)
+        rest, splits["test"] = parts["train"], parts["test"]
+    if validation_fraction > 0:
+        share = validation_fraction / (1.0 - test_fraction)
+        parts = rest.train_test_split(test_size=share, seed=seed + 1, shuffle=True)
+        rest, splits["validation"] = parts["train"], parts["test"]
+    splits["train"] = rest
+    return splits
+
+
+def _assistant_spans(
+    tokenizer: Any, messages: list[dict[str, str]], full: str
+) -> list[tuple[int, int]] | None:
+    """Character spans of assistant turns in `full`; None if the template is not prefix-stable."""
+    spans = []
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        before = (
+            tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True)
+            if i
+            else ""
+        )
+        through = tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)
+        if not (full.startswith(before) and full.startswith(through)):
+            return None
+        spans.append((len(before), len(through)))
+    return spans
+
+
+def encode_text_with_spans(
+    tokenizer: Any,
+    text: str,
+    spans: list[tuple[int, int]] | None,
+    max_length: int,
+    add_special_tokens: bool,
+) -> dict[str, list[int]]:
+    """Tokenize `text`; labels are kept only for tokens inside `spans` (all tokens when None)."""
+    encoded = tokenizer(
+        text,
+        add_special_tokens=add_special_tokens,
+        truncation=True,
+        max_length=max_length,
+        return_offsets_mapping=spans is not None,
+    )
+    input_ids = encoded["input_ids"]
+    if spans is None:
+        labels = list(input_ids)
+    else:
+        labels = [
+            token if end > start and any(s <= start < e for s, e in spans) else IGNORE
+            for token, (start, end) in zip(input_ids, encoded["offset_mapping"], strict=True)
+        ]
+    return {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "labels": labels}
+
+
+def encode_causal(
+    row: Mapping[str, Any],
+    detection: Detection,
+    tokenizer: Any,
+    recipe: Recipe,
+    fallback_template: bool,
+) -> dict[str, list[int]]:
+    max_length = recipe.training.max_length
+    completion_only = recipe.training.completion_only_loss
+    eos = tokenizer.eos_token or ""
+    f = detection.fields
+    if detection.format == "text":
+        return encode_text_with_spans(tokenizer, str(row[f["text"]] or "") + eos, None, max_length, True)
+    if detection.format == "prompt_completion":
+        prompt, completion = str(row[f["prompt"]] or ""), str(row[f["completion"]] or "")
+        full = prompt + completion + eos
+        spans = [(len(prompt), len(full))] if completion_only else None
+        return encode_text_with_spans(tokenizer, full, spans, max_length, True)
+    messages = to_messages(row, detection)
+    full = tokenizer.apply_chat_template(messages, tokenize=False)
+    spans = _assistant_spans(tokenizer, messages, full) if completion_only else None
+    if completion_only and spans is None:
+        raise TunerError(
+            "The chat template renders a conversation differently from its prefixes, so the "
+            "assistant turns cannot be located for completion-only loss. Set [training] "
+            "completion_only_loss = false, or give [model] chat_template."
+        )
+    return encode_text_with_spans(tokenizer, full, spans, max_length, fallback_template)
+
+
+def pack(dataset: Dataset, max_length: int) -> Dataset:
+    """Concatenate examples and cut them into blocks of `max_length` tokens."""
+
+    def _pack(batch: dict[str, list[list[int]]]) -> dict[str, list[list[int]]]:
+        ids = [t for seq in batch["input_ids"] for t in seq]
+        labels = [t for seq in batch["labels"] for t in seq]
+        blocks = range(0, len(ids), max_length)
+        out_ids = [ids[i : i + max_length] for i in blocks]
+        out_labels = [labels[i : i + max_length] for i in blocks]
+        return {
+            "input_ids": out_ids,
+            "attention_mask": [[1] * len(b) for b in out_ids],
+            "labels": out_labels,
+        }
+
+    packed = dataset.map(_pack, batched=True, batch_size=1000, remove_columns=dataset.column_names)
+    return packed.filter(lambda row: any(t != IGNORE for t in row["labels"]))
+
+
+def prepare_data(recipe: Recipe, tokenizer: Any, base_dir: Path | None = None) -> PreparedData:
+    """Load, split and tokenize the recipe's data for its task."""
+    raw = load_any(recipe.data.path, base_dir)
+    if len(raw) == 0:
+        raise TunerError(f"The data at {recipe.data.path} has no rows.")
+    sample = raw.select(range(min(len(raw), 20))).to_list()
+    detection = resolve_format(recipe.data.format, recipe.data.fields, raw.column_names, sample)
+    task = recipe.model.task
+    if task == "sequence_classification" and detection.format != "classification":
+        raise TunerError(
+            f"model.task is 'sequence_classification' but the data looks like '{detection.format}': "
+            "it needs a text column and a label column ([data] fields = {text = ..., label = ...})."
+        )
+    if task == "causal_lm" and detection.format == "classification":
+        raise TunerError(
+            "The data is text + label (classification) but model.task is 'causal_lm': set "
+            "[model] task = 'sequence_classification', or map the data as prompt_completion."
+        )
+    parts = split(raw, recipe.data.validation_fraction, recipe.data.test_fraction, recipe.project.seed)
+    id2label = None
+    if task == "sequence_classification":
+        label_col, text_col = detection.fields["label"], detection.fields["text"]
+        labels = sorted({str(v) for v in raw[label_col]})
+        if len(labels) < 2:
+            raise TunerError(f"The label column '{label_col}' has {len(labels)} distinct value(s); need 2+.")
+        id2label = dict(enumerate(labels))
+        label2id = {label: i for i, label in id2label.items()}
+
+        def encode(row: Mapping[str, Any]) -> dict[str, Any]:
+            enc = tokenizer(str(row[text_col] or ""), truncation=True, max_length=recipe.training.max_length)
+            return {
+                "input_ids": enc["input_ids"],
+                "attention_mask": enc["attention_mask"],
+                "labels": label2id[str(row[label_col])],
+            }
+    else:
+        from tuner_tui.modeling.loading import ensure_chat_template
+
+        fallback = (
+            ensure_chat_template(tokenizer)
+            if detection.format not in ("text", "prompt_completion")
+            else False
+        )
+
+        def encode(row: Mapping[str, Any]) -> dict[str, Any]:
+            return encode_causal(row, detection, tokenizer, recipe, fallback)
+
+    encoded: dict[str, Any] = {}
+    dropped = 0
+    for name, part in parts.items():
+        ds = part.map(encode, remove_columns=part.column_names, desc=f"tokenizing {name}")
+        if task == "causal_lm":
+            before = len(ds)
+            ds = ds.filter(lambda row: any(t != IGNORE for t in row["labels"]))
+            if name == "train":
+                dropped = before - len(ds)
+            if recipe.training.packing and name == "train":
+                ds = pack(ds, recipe.training.max_length)
+        encoded[name] = ds
+    if len(encoded["train"]) == 0:
+        raise TunerError(
+            "No training example is left after tokenization: every response was cut off by "
+            f"[training] max_length = {recipe.training.max_length}. Raise max_length."
+        )
+    return PreparedData(
+        train=encoded["train"],
+        validation=encoded.get("validation"),
+        test=encoded.get("test"),
+        detection=detection,
+        id2label=id2label,
+        dropped_no_target=dropped,
+        rows=len(raw),
+    )
+
+
+class PadCollator:
+    """Pads input_ids with the pad token, attention_mask with 0 and labels (when lists) with -100."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        longest = max(len(f["input_ids"]) for f in features)
+
+        def padded(key: str, value: int) -> Any:
+            return torch.tensor([list(f[key]) + [value] * (longest - len(f[key])) for f in features])
+
+        batch = {
+            "input_ids": padded("input_ids", self.pad_token_id),
+            "attention_mask": padded("attention_mask", 0),
+        }
+        if isinstance(features[0]["labels"], list):
+            batch["labels"] = padded("labels", IGNORE)
+        else:
+            batch["labels"] = torch.tensor([f["labels"] for f in features])
+        return batch

@@ -1,0 +1,173 @@
+"""Training glue: recipe -> TrainingArguments + Trainer (+ PEFT) -> adapter in the run directory.
+
+We use transformers' Trainer rather than TRL's SFTTrainer: Trainer already gives checkpoint
+resume with optimizer, scheduler, RNG and data-order state, and the one thing SFTTrainer would add
+(completion-only masking) is done in `examples.py` so it also covers sharegpt/alpaca layouts and
+sequence classification with the same loop. One fewer dependency, one code path.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tuner_tui.errors import TunerError
+from tuner_tui.modeling.loading import apply_method, load_model, load_tokenizer, parameter_counts
+from tuner_tui.recipe import Recipe
+from tuner_tui.runs.events import EventWriter
+from tuner_tui.runs.layout import RunDir
+from tuner_tui.training.callback import EventCallback
+from tuner_tui.training.examples import PadCollator, PreparedData, prepare_data
+
+
+def resolve_device(requested: str) -> str:
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise TunerError(
+            "[training] device = 'cuda' but no CUDA GPU is visible (torch.cuda.is_available() is "
+            "False; CPU-only torch build or no driver). Set device = 'auto' or 'cpu'."
+        )
+    if requested == "mps" and not torch.backends.mps.is_available():
+        raise TunerError("[training] device = 'mps' but Apple MPS is not available. Use 'auto'.")
+    return requested
+
+
+def training_arguments(recipe: Recipe, run: RunDir, device: str, has_validation: bool) -> Any:
+    from transformers import TrainingArguments
+
+    t = recipe.training
+    dtype = recipe.model.dtype
+    if dtype == "auto":
+        from tuner_tui.modeling.loading import torch_dtype
+
+        dtype = str(torch_dtype("auto", device)).removeprefix("torch.")
+    if has_validation:
+        eval_kwargs = (
+            {"eval_strategy": "steps", "eval_steps": t.eval_every_steps}
+            if t.eval_every_steps
+            else {"eval_strategy": "epoch"}
+        )
+    else:
+        eval_kwargs = {"eval_strategy": "no"}
+    return TrainingArguments(
+        output_dir=str(run.checkpoints),
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation,
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps if t.max_steps > 0 else -1,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler,
+        warmup_steps=t.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        optim=t.optimizer,
+        activation_checkpointing=t.gradient_checkpointing,
+        logging_strategy="steps",
+        logging_steps=t.log_every_steps,
+        logging_nan_inf_filter=False,
+        save_strategy="steps",
+        save_steps=t.save_every_steps,
+        save_total_limit=None,  # pruning is ours: only complete checkpoints count
+        seed=recipe.project.seed,
+        data_seed=recipe.project.seed,
+        full_determinism=device == "cpu",
+        use_cpu=device == "cpu",
+        bf16=dtype == "bfloat16",
+        fp16=dtype == "float16",
+        report_to="none",
+        disable_tqdm=True,
+        include_num_input_tokens_seen="non_padding",
+        remove_unused_columns=False,
+        label_names=["labels"],
+        dataloader_num_workers=0,
+        **eval_kwargs,
+    )
+
+
+@dataclass
+class TrainingOutcome:
+    model: Any
+    tokenizer: Any
+    data: PreparedData
+    global_step: int
+    stopped: bool
+
+
+def train(
+    recipe: Recipe,
+    run: RunDir,
+    events: EventWriter,
+    stop: threading.Event,
+    resume_from: Path | None = None,
+) -> TrainingOutcome:
+    """Train per the recipe; writes checkpoints, and the adapter unless stopped early."""
+    from transformers import PrinterCallback, Trainer, set_seed
+
+    device = resolve_device(recipe.training.device)
+    set_seed(recipe.project.seed, deterministic=device == "cpu")
+    tokenizer = load_tokenizer(recipe.model)
+    data = prepare_data(recipe, tokenizer)
+    events.emit(
+        "log",
+        level="info",
+        message=(
+            f"Data: {data.rows} rows as '{data.detection.format}' -> train {len(data.train)}, "
+            f"validation {len(data.validation) if data.validation else 0}, "
+            f"test {len(data.test) if data.test else 0}"
+            + (
+                f"; {data.dropped_no_target} examples dropped (response beyond max_length)"
+                if data.dropped_no_target
+                else ""
+            )
+        ),
+    )
+    base = load_model(
+        recipe.model,
+        device=device,
+        num_labels=len(data.id2label) if data.id2label else None,
+        id2label=data.id2label,
+    )
+    if recipe.training.gradient_checkpointing:
+        base.enable_input_require_grads()
+    model = apply_method(base, recipe.method, recipe.model.task)
+    trainable, total = parameter_counts(model)
+    events.emit(
+        "log",
+        level="info",
+        message=f"Model: {trainable:,} of {total:,} parameters train ({100 * trainable / total:.3f}%) "
+        f"with {recipe.method.type} on {device}.",
+        trainable_params=trainable,
+        total_params=total,
+        device=device,
+    )
+    callback = EventCallback(run, events, stop, recipe.training.keep_checkpoints)
+    trainer = Trainer(
+        model=model,
+        args=training_arguments(recipe, run, device, data.validation is not None),
+        train_dataset=data.train,
+        eval_dataset=data.validation,
+        data_collator=PadCollator(tokenizer.pad_token_id),
+        processing_class=tokenizer,
+        callbacks=[callback],
+    )
+    trainer.remove_callback(PrinterCallback)
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    if not callback.stop_requested:
+        save_adapter(model, tokenizer, data, run.adapter)
+    return TrainingOutcome(model, tokenizer, data, trainer.state.global_step, callback.stop_requested)
+
+
+def save_adapter(model: Any, tokenizer: Any, data: PreparedData, path: Path) -> None:
+    """Adapter (or full model) weights as safetensors, the tokenizer, and the label mapping."""
+    model.save_pretrained(str(path), safe_serialization=True)
+    tokenizer.save_pretrained(str(path))
+    if data.id2label:
+        labels = {"id2label": {str(k): v for k, v in data.id2label.items()}}
+        (path / "labels.json").write_text(json.dumps(labels, indent=2) + "\n", encoding="utf-8")

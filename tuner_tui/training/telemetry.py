@@ -1,0 +1,112 @@
+"""CPU, memory and per-GPU telemetry, sampled on a background thread into `telemetry` events.
+
+GPU numbers come from NVML (nvidia-ml-py). Without an NVIDIA driver NVML fails to initialise;
+the sampler then reports CPU and memory only and says once, in a `log` event, why GPUs are absent.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import psutil
+
+from tuner_tui.runs.events import EventWriter
+
+
+class GpuProbe:
+    """Reads every local GPU through NVML; `available` is False (with `reason`) when it cannot."""
+
+    def __init__(self) -> None:
+        self.available = False
+        self.reason = ""
+        self._nvml: Any = None
+        self._handles: list[Any] = []
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            count = pynvml.nvmlDeviceGetCount()
+            self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
+            self._nvml = pynvml
+            self.available = count > 0
+            self.reason = "" if count else "NVML reports no GPUs"
+        except ImportError:
+            self.reason = "nvidia-ml-py is not installed"
+        except Exception as exc:  # pynvml.NVMLError and its many subclasses
+            self.reason = f"NVML unavailable ({exc}): no NVIDIA driver on this machine"
+
+    def sample(self) -> list[dict[str, Any]]:
+        if not self.available:
+            return []
+        nvml = self._nvml
+        gpus = []
+        for index, handle in enumerate(self._handles):
+            gpu: dict[str, Any] = {"index": index}
+            readers = {
+                "name": lambda h: _text(nvml.nvmlDeviceGetName(h)),
+                "util": lambda h: nvml.nvmlDeviceGetUtilizationRates(h).gpu,
+                "memory_used": lambda h: nvml.nvmlDeviceGetMemoryInfo(h).used,
+                "memory_total": lambda h: nvml.nvmlDeviceGetMemoryInfo(h).total,
+                "temperature": lambda h: nvml.nvmlDeviceGetTemperature(h, nvml.NVML_TEMPERATURE_GPU),
+                "power_w": lambda h: nvml.nvmlDeviceGetPowerUsage(h) / 1000.0,
+            }
+            for key, read in readers.items():
+                try:
+                    gpu[key] = read(handle)
+                except Exception:  # a field a GPU does not support stays absent
+                    continue
+            gpus.append(gpu)
+        return gpus
+
+    def close(self) -> None:
+        if self.available:
+            try:
+                self._nvml.nvmlShutdown()
+            except Exception:
+                pass
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class TelemetrySampler:
+    """Emits a `telemetry` event now and then every `interval_s` seconds until stopped."""
+
+    def __init__(self, events: EventWriter, interval_s: float = 5.0, gpu: GpuProbe | None = None):
+        self.events = events
+        self.interval_s = interval_s
+        self.gpu = gpu if gpu is not None else GpuProbe()
+        self._process = psutil.Process()
+        self._process.cpu_percent(None)  # the first reading primes the counters
+        psutil.cpu_percent(None)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="telemetry", daemon=True)
+
+    def sample(self) -> dict[str, Any]:
+        memory = psutil.virtual_memory()
+        return {
+            "cpu_percent": psutil.cpu_percent(None),
+            "process_cpu_percent": self._process.cpu_percent(None),
+            "rss_bytes": self._process.memory_info().rss,
+            "ram_used_bytes": memory.total - memory.available,
+            "ram_total_bytes": memory.total,
+            "gpus": self.gpu.sample(),
+        }
+
+    def start(self) -> None:
+        if not self.gpu.available:
+            self.events.emit("log", level="info", message=f"GPU telemetry off: {self.gpu.reason}.")
+        self.events.emit("telemetry", **self.sample())
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.events.emit("telemetry", **self.sample())
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=self.interval_s + 1)
+        self.gpu.close()
