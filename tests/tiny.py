@@ -89,6 +89,7 @@ def build_tiny_llama(folder: Path, corpus: list[str] | None = None, seed: int = 
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=256,
+        initializer_range=0.3,  # logits far enough from uniform for a LoRA to move them
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

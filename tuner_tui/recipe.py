@@ -631,12 +631,21 @@ def _update_table(table: Any, values: dict[str, Any], defaults: dict[str, Any], 
                 table.add(key, sub)
             continue
         if key in table:
-            if _plain(table[key]) != value:
+            if _comparable(table[key], hints.get(key)) != value:
                 table[key] = _toml_value(value)
         elif value != defaults.get(key):
             if isinstance(table, Table) and helps.get(key):
                 table.add(tomlkit.comment(helps[key]))
             table.add(key, _toml_value(value))
+
+
+def _comparable(item: Any, hint: Any) -> Any:
+    """A document value as `Recipe.to_dict` would hold it (list items with their defaults)."""
+    value = _plain(item)
+    args = typing.get_args(hint) if typing.get_origin(hint) is list else ()
+    if args and dataclasses.is_dataclass(args[0]) and isinstance(value, list):
+        return [dataclasses.asdict(_build(args[0], v, "", [])) if isinstance(v, dict) else v for v in value]
+    return value
 
 
 def _toml_value(value: Any) -> Any:

@@ -113,14 +113,15 @@ def apply_method(base_model: Any, method: MethodConfig, task: str) -> Any:
         from peft import LoraConfig, TaskType, get_peft_model
 
         target: str | list[str] = method.target_modules
+        init: Any = True if method.init == "default" else method.init
         config = LoraConfig(
             r=method.r,
-            lora_alpha=method.alpha,
+            lora_alpha=method.alpha,  # type: ignore[arg-type]  # peft accepts float alpha
             lora_dropout=method.dropout,
             target_modules=target,
             use_rslora=method.rslora,
             use_dora=method.type == "dora",
-            init_lora_weights=True if method.init == "default" else method.init,
+            init_lora_weights=init,
             task_type=TaskType.SEQ_CLS if task == "sequence_classification" else TaskType.CAUSAL_LM,
         )
         try:

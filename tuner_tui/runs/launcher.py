@@ -49,20 +49,33 @@ def spawn_worker(run: RunDir) -> subprocess.Popen:
 
 def start_run(recipe_path: Path, runs_dir: Path) -> RunDir:
     """Validate the recipe, create the run directory with its frozen recipe, start the worker."""
+    run = create_run(recipe_path, runs_dir)
+    spawn_worker(run)
+    return run
+
+
+def create_run(recipe_path: Path, runs_dir: Path) -> RunDir:
+    """A new run directory in the `queued` phase, its recipe frozen with absolute local paths."""
     recipe_path = Path(recipe_path)
     recipe, problems, document = read_recipe(recipe_path)
     if problems:
         raise RecipeError(str(recipe_path), problems)
+    recipe_hash = recipe.hash()  # of the recipe as written, before paths are made absolute
     base = recipe_path.resolve().parent
     # The frozen copy must run from any folder: local paths become absolute.
     recipe.data.path = absolute_if_local(recipe.data.path, base)
     recipe.model.name_or_path = absolute_if_local(recipe.model.name_or_path, base)
-    recipe.environment = {"source_recipe": str(recipe_path.resolve()), "recipe_hash": recipe.hash()}
-    run = RunDir(Path(runs_dir).resolve() / new_run_id(recipe.project.name, recipe.hash()))
-    try:
-        run.create()
-    except FileExistsError:
-        raise TunerError(f"The run directory {run.root} already exists; wait a second and retry.") from None
+    recipe.environment = {"source_recipe": str(recipe_path.resolve()), "recipe_hash": recipe_hash}
+    run_id = new_run_id(recipe.project.name, recipe_hash)
+    for attempt in range(1, 100):
+        run = RunDir(Path(runs_dir).resolve() / (run_id if attempt == 1 else f"{run_id}-{attempt}"))
+        try:
+            run.create()
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise TunerError(f"Could not create a new run directory under {runs_dir}.")
     save_recipe(recipe, run.recipe, document)
     write_state(
         run.state,
@@ -70,11 +83,10 @@ def start_run(recipe_path: Path, runs_dir: Path) -> RunDir:
         phase="queued",
         step=0,
         created=now_iso(),
-        recipe_hash=recipe.hash(),
+        recipe_hash=recipe_hash,
     )
     with EventWriter(run.events) as events:
         events.emit("status", phase="queued", run_id=run.run_id)
-    spawn_worker(run)
     return run
 
 

@@ -9,7 +9,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from tuner_tui.runs import checkpoints, control
+from tuner_tui.runs import checkpoints
+from tuner_tui.runs import control as run_control
 from tuner_tui.runs.events import EventWriter
 from tuner_tui.runs.layout import RunDir
 from tuner_tui.runs.state import write_state
@@ -49,17 +50,18 @@ class EventCallback(TrainerCallback):
         self._last_state_write = 0.0
 
     # -- progress ---------------------------------------------------------------------------
-    def on_train_begin(self, args: Any, state: Any, control_: Any, **kwargs: Any) -> None:
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._t0 = self._last_log_time = time.perf_counter()
         self._step0 = state.global_step
         self._last_tokens = state.num_input_tokens_seen or 0
         write_state(self.run.state, phase="training", step=state.global_step, max_steps=state.max_steps)
+        self.events.emit("status", phase="training", step=state.global_step, max_steps=state.max_steps)
 
     def on_log(
         self,
         args: Any,
         state: Any,
-        control_: Any,
+        control: Any,
         logs: dict[str, float] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -95,22 +97,22 @@ class EventCallback(TrainerCallback):
             self.events.emit("eval", split="validation", step=step, epoch=state.epoch, **metrics)
 
     # -- requests ---------------------------------------------------------------------------
-    def on_step_end(self, args: Any, state: Any, control_: Any, **kwargs: Any) -> None:
-        if self.stop.is_set() or control.consume(self.run.control, "stop") is not None:
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.stop.is_set() or run_control.consume(self.run.control, "stop") is not None:
             self.stop_requested = True
-            control_.should_save = True
-            control_.should_training_stop = True
+            control.should_save = True
+            control.should_training_stop = True
             self.events.emit(
                 "log", level="info", message=f"Stop requested: saving at step {state.global_step}."
             )
-        if control.consume(self.run.control, "save-now") is not None:
-            control_.should_save = True
+        if run_control.consume(self.run.control, "save-now") is not None:
+            control.should_save = True
             self.events.emit(
                 "log", level="info", message=f"Save requested: saving at step {state.global_step}."
             )
 
     # -- checkpoints ------------------------------------------------------------------------
-    def on_save(self, args: Any, state: Any, control_: Any, **kwargs: Any) -> None:
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         path = self.run.checkpoints / f"checkpoint-{state.global_step}"
         marker = checkpoints.commit(path, state.global_step)
         removed = checkpoints.prune(self.run.checkpoints, self.keep)

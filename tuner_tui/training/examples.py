@@ -149,6 +149,12 @@ def pack(dataset: Dataset, max_length: int) -> Dataset:
 
 def prepare_data(recipe: Recipe, tokenizer: Any, base_dir: Path | None = None) -> PreparedData:
     """Load, split and tokenize the recipe's data for its task."""
+    if recipe.data.cleaning:
+        ops = ", ".join(str(step.get("op")) for step in recipe.data.cleaning)
+        raise TunerError(
+            f"[[data.cleaning]] lists {ops}, but this version of tuner cannot apply cleaning steps yet. "
+            "Remove the [[data.cleaning]] entries (or clean the file beforehand) and run again."
+        )
     raw = load_any(recipe.data.path, base_dir)
     if len(raw) == 0:
         raise TunerError(f"The data at {recipe.data.path} has no rows.")

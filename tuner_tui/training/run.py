@@ -156,12 +156,23 @@ def train(
         data_collator=PadCollator(tokenizer.pad_token_id),
         processing_class=tokenizer,
         callbacks=[callback],
+        compute_metrics=classification_accuracy if data.id2label else None,
     )
     trainer.remove_callback(PrinterCallback)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     if not callback.stop_requested:
         save_adapter(model, tokenizer, data, run.adapter)
     return TrainingOutcome(model, tokenizer, data, trainer.state.global_step, callback.stop_requested)
+
+
+def classification_accuracy(prediction: Any) -> dict[str, float]:
+    """Validation accuracy during training (the full metric set runs in the evaluation phase)."""
+    import numpy as np
+
+    logits = (
+        prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+    )
+    return {"accuracy": float((np.argmax(logits, axis=-1) == prediction.label_ids).mean())}
 
 
 def save_adapter(model: Any, tokenizer: Any, data: PreparedData, path: Path) -> None:

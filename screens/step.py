@@ -1,0 +1,113 @@
+"""The layout every wizard step shares: header, step sidebar, content, footer.
+
+A step screen is a thin view of the App's draft recipe: it watches `app.draft` and
+`app.step_status` and redraws itself; it never reads another screen.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.content import Content
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+
+from tuner_tui.widgets.step_sidebar import StepSidebar, StepStatus
+from tuner_tui.widgets.value_table import ValueTable
+
+if TYPE_CHECKING:
+    from tuner_tui.app import Draft, TunerApp
+    from tuner_tui.recipe import Problem, Recipe
+
+
+class StepScreen(Screen[None]):
+    """Base class of the wizard's screens; subclasses describe one step."""
+
+    CSS_PATH = "step.tcss"
+    AUTO_FOCUS = "StepSidebar OptionList"
+
+    STEP: ClassVar[str] = ""
+    """Key of the step (mode name, sidebar option id)."""
+    STEP_TITLE: ClassVar[str] = ""
+    """Title shown in the sidebar and above the content."""
+    JUMP_KEY: ClassVar[str] = ""
+    """Key that jumps here from anywhere."""
+    HAS_STATUS: ClassVar[bool] = True
+    """False for screens that are not a step of the recipe (Welcome)."""
+    INTRO: ClassVar[str] = ""
+    """What the step does, in a few plain sentences."""
+    SECTIONS: ClassVar[tuple[str, ...]] = ()
+    """Top-level recipe keys this step covers; their problems are listed here."""
+
+    @property
+    def tuner(self) -> TunerApp:
+        """The app, typed."""
+        return cast("TunerApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="body"):
+            yield StepSidebar(self.tuner.sidebar_steps(), current=self.STEP, statuses=self.tuner.step_status)
+            with VerticalScroll(id="content"):
+                yield from self.compose_content()
+        yield Footer()
+
+    def compose_content(self) -> ComposeResult:
+        """The step's own content; the default shows recipe values and problems."""
+        yield Static(self.STEP_TITLE, classes="step-title")
+        yield Static(self.INTRO, classes="step-intro", markup=False)
+        yield Static("", id="draft-note", markup=False)
+        yield Static("In the draft recipe (read-only for now):", id="values-caption")
+        yield ValueTable(id="values")
+        yield Static("", id="problems")
+
+    def on_mount(self) -> None:
+        self.watch(self.app, "draft", self._draft_changed)
+        self.watch(self.app, "step_status", self._status_changed)
+
+    def on_screen_resume(self) -> None:
+        # The cursor may have been left elsewhere when the user last jumped away.
+        self.query_one(StepSidebar).reset_highlight()
+
+    def _status_changed(self, statuses: dict[str, StepStatus]) -> None:
+        self.query_one(StepSidebar).set_statuses(statuses)
+
+    def _draft_changed(self, draft: Draft | None) -> None:
+        self.show_draft(draft)
+
+    def show_draft(self, draft: Draft | None) -> None:
+        """Redraw from the draft recipe (None: no recipe chosen yet)."""
+        note = self.query_one("#draft-note", Static)
+        values = self.query_one("#values", ValueTable)
+        problems = self.query_one("#problems", Static)
+        caption = self.query_one("#values-caption", Static)
+        if draft is None:
+            note.update("No recipe yet: press 0 for Welcome to start from the demo, a file or blank.")
+            note.display = True
+            caption.display = False
+            values.set_rows([])
+            problems.update("")
+            return
+        note.display = False
+        caption.display = True
+        values.set_rows(self.rows(draft.recipe))
+        problems.update(self._problems_text(draft.problems))
+
+    def rows(self, recipe: Recipe) -> list[tuple[str, Any]]:
+        """(label, value) pairs read from the recipe; subclasses override."""
+        return []
+
+    def _problems_text(self, problems: tuple[Problem, ...]) -> Content:
+        mine = [p for p in problems if _section(p.path) in self.SECTIONS]
+        if not mine:
+            return Content("")
+        lines = [Content.styled(f"Problems in this step ({len(mine)}):", "bold $text-warning")]
+        lines.extend(Content(f"• {problem}") for problem in mine)
+        return Content("\n").join(lines)
+
+
+def _section(key_path: str) -> str:
+    """`objectives[0].metric` -> `objectives`; `data.path` -> `data`."""
+    return key_path.split(".", 1)[0].split("[", 1)[0]

@@ -1,0 +1,307 @@
+"""The real worker (`python -m tuner_tui.runs.worker`) on a tiny Llama: detach, resume, faults."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from tuner_tui.recipe import load_recipe
+from tuner_tui.runs import checkpoints
+from tuner_tui.runs.events import read_events
+from tuner_tui.runs.launcher import create_run, resume_run, start_run
+from tuner_tui.runs.layout import RunDir
+from tuner_tui.runs.state import TERMINAL_PHASES, read_raw_state, read_state
+from tuner_tui.runs.viewer import follow_run
+from tuner_tui.runs.worker import run_worker
+
+pytestmark = pytest.mark.slow
+TUNER = [sys.executable, "-m", "tuner_tui.cli"]
+
+
+def events_of(run: RunDir, kind: str | None = None) -> list[dict]:
+    events, _ = read_events(run.events)
+    return [e for e in events if kind is None or e["type"] == kind]
+
+
+def wait_for(predicate, timeout: float = 120.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def wait_until_done(run: RunDir, timeout: float = 180.0) -> dict:
+    wait_for(lambda: read_state(run.state).get("phase") in TERMINAL_PHASES | {"crashed"}, timeout, "run end")
+    return read_state(run.state)
+
+
+def adapter_tensors(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "adapter_model.safetensors"))
+
+
+def assert_same_tensors(a: dict, b: dict) -> None:
+    import torch
+
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_assets, tmp_path_factory) -> dict:
+    """An uninterrupted 24-step run that the interrupted runs must match bit for bit."""
+    from tests.tiny import write_recipe
+
+    root = tmp_path_factory.mktemp("reference")
+    recipe = write_recipe(
+        root / "recipe.toml", tiny_assets["data"], tiny_assets["model"], max_steps=24, save_every_steps=4
+    )
+    run = start_run(recipe, root / "runs")
+    state = wait_until_done(run)
+    assert state["phase"] == "completed", (run.log.read_text())[-3000:]
+    return {"recipe": recipe, "run": run, "adapter": adapter_tensors(run.adapter)}
+
+
+def test_end_to_end_run_completes_with_events_and_lock(tiny_recipe, tmp_path: Path) -> None:
+    recipe = tiny_recipe(max_steps=30, learning_rate=0.05, save_every_steps=10)
+    result = subprocess.run(
+        [*TUNER, "run", str(recipe), "--runs-dir", str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Completed" in result.stdout
+    (run_root,) = (tmp_path / "runs").iterdir()
+    run = RunDir.open(run_root)
+    phases = [e["phase"] for e in events_of(run, "status")]
+    assert phases == ["queued", "preparing", "training", "completed"]
+    metrics = events_of(run, "metric")
+    assert [m["step"] for m in metrics] == list(range(1, 31))
+    for m in metrics:
+        assert {"step", "epoch", "loss", "lr", "grad_norm", "tokens_per_s", "eta_s"} <= m.keys()
+    losses = [m["loss"] for m in metrics]
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.3, losses
+    assert metrics[-1]["tokens_per_s"] > 0
+    telemetry = events_of(run, "telemetry")
+    assert telemetry and telemetry[0]["rss_bytes"] > 0 and "cpu_percent" in telemetry[0]
+    assert [c["step"] for c in events_of(run, "checkpoint")] == [10, 20, 30]
+    assert read_raw_state(run.state)["phase"] == "completed"
+    assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json"} <= {
+        p.name for p in run.adapter.iterdir()
+    }
+    frozen = load_recipe(run.recipe)
+    assert frozen.environment["libraries"]["torch"]
+    assert frozen.environment["data_fingerprint"].startswith("sha256:")
+    assert frozen.environment["recipe_hash"] == load_recipe(recipe).hash()
+    assert frozen.environment["device"] == "cpu"
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_adapter_reloads_with_the_same_logits(tiny_recipe, tmp_path: Path) -> None:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from tuner_tui.runs.events import EventWriter
+    from tuner_tui.training.run import train
+
+    recipe_path = tiny_recipe(max_steps=6, learning_rate=0.05)
+    run = create_run(recipe_path, tmp_path / "runs")
+    with EventWriter(run.events) as events:
+        outcome = train(load_recipe(run.recipe), run, events, threading.Event())
+    batch = outcome.tokenizer(["What is the capital of Peru?"], return_tensors="pt")
+    outcome.model.eval()
+    with torch.no_grad():
+        expected = outcome.model(**batch).logits
+        base = AutoModelForCausalLM.from_pretrained(load_recipe(run.recipe).model.name_or_path)
+        reloaded = PeftModel.from_pretrained(base, str(run.adapter)).eval()
+        actual = reloaded(**batch).logits
+    assert torch.equal(expected, actual)
+
+
+def test_two_runs_are_bit_identical_and_sigkill_resume_matches(reference, tmp_path: Path) -> None:
+    """Same recipe, same seed: identical adapters. SIGKILL in the middle, resume: identical too."""
+    run = start_run(reference["recipe"], tmp_path / "runs")
+    wait_for(lambda: any(c["step"] >= 8 for c in events_of(run, "checkpoint")), what="checkpoint 8")
+    os.kill(read_raw_state(run.state)["pid"], signal.SIGKILL)
+    assert wait_until_done(run, timeout=10)["phase"] == "crashed"
+    resume_run(run.root)
+    assert wait_until_done(run)["phase"] == "completed"
+    assert any("Resuming from checkpoint-" in e.get("message", "") for e in events_of(run, "log"))
+    assert_same_tensors(adapter_tensors(run.adapter), reference["adapter"])
+
+
+SLOW_SAVE = """
+import os, time
+if os.environ.get("TUNER_TEST_SLOW_SAVE_S"):
+    import safetensors.torch as st
+    _save = st.save_file
+    def save_file(*args, **kwargs):
+        result = _save(*args, **kwargs)
+        time.sleep(float(os.environ["TUNER_TEST_SLOW_SAVE_S"]))
+        return result
+    st.save_file = save_file
+"""
+
+
+def test_sigkill_mid_checkpoint_save_resumes_from_last_complete(
+    reference, tmp_path: Path, monkeypatch
+) -> None:
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(textwrap.dedent(SLOW_SAVE))
+    monkeypatch.setenv("PYTHONPATH", f"{hooks}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    monkeypatch.setenv("TUNER_TEST_SLOW_SAVE_S", "3")
+    run = start_run(reference["recipe"], tmp_path / "runs")
+    ckpt8 = run.checkpoints / "checkpoint-8"
+    wait_for(lambda: (ckpt8 / "adapter_model.safetensors").exists(), what="checkpoint-8 being written")
+    os.kill(read_raw_state(run.state)["pid"], signal.SIGKILL)
+    assert wait_until_done(run, timeout=10)["phase"] == "crashed"
+    assert not checkpoints.is_complete(ckpt8)
+    assert checkpoints.latest_complete(run.checkpoints).name == "checkpoint-4"
+    monkeypatch.delenv("TUNER_TEST_SLOW_SAVE_S")
+    resume_run(run.root)
+    assert wait_until_done(run)["phase"] == "completed"
+    logs = [e.get("message", "") for e in events_of(run, "log")]
+    assert any("Removed incomplete checkpoint checkpoint-8" in m for m in logs)
+    assert any("Resuming from checkpoint-4" in m for m in logs)
+    assert_same_tensors(adapter_tensors(run.adapter), reference["adapter"])
+
+
+def test_sigterm_stops_within_a_step_with_a_checkpoint_and_resumes(reference, tmp_path: Path) -> None:
+    run = start_run(reference["recipe"], tmp_path / "runs")
+    wait_for(lambda: any(m["step"] >= 5 for m in events_of(run, "metric")), what="step 5")
+    seen = max(m["step"] for m in events_of(run, "metric"))
+    os.kill(read_raw_state(run.state)["pid"], signal.SIGTERM)
+    state = wait_until_done(run, timeout=60)
+    assert state["phase"] == "stopped"
+    stopped_at = state["step"]
+    assert seen <= stopped_at <= seen + 2 and stopped_at < 24
+    assert checkpoints.latest_complete(run.checkpoints).name == f"checkpoint-{stopped_at}"
+    assert not run.adapter.exists()
+    resume_run(run.root)
+    assert wait_until_done(run)["phase"] == "completed"
+    assert_same_tensors(adapter_tensors(run.adapter), reference["adapter"])
+
+
+def test_tuner_stop_and_detached_viewers(tiny_recipe, tmp_path: Path) -> None:
+    """Kill the launching viewer's process group: the worker lives on. A second viewer started
+    mid-run replays the whole history, then follows to the end. `tuner stop` stops the run."""
+    recipe = tiny_recipe(max_steps=400, save_every_steps=1000)
+    runs_dir = tmp_path / "runs"
+    viewer = subprocess.Popen(
+        [*TUNER, "run", str(recipe), "--runs-dir", str(runs_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    wait_for(lambda: runs_dir.exists() and any(runs_dir.iterdir()), what="run directory")
+    run = RunDir.open(next(runs_dir.iterdir()))
+    wait_for(lambda: any(m["step"] >= 3 for m in events_of(run, "metric")), what="training")
+    worker_pid = read_raw_state(run.state)["pid"]
+    assert os.getpgid(worker_pid) != viewer.pid
+    os.killpg(viewer.pid, signal.SIGKILL)
+    viewer.wait()
+    time.sleep(1.0)
+    assert read_state(run.state)["phase"] == "training"
+    second = subprocess.Popen(
+        [*TUNER, "attach", str(run.root)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    wait_for(lambda: any(m["step"] >= 8 for m in events_of(run, "metric")), what="more training")
+    result = subprocess.run([*TUNER, "stop", str(run.root)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    output, _ = second.communicate(timeout=120)
+    assert second.returncode == 0
+    assert "phase → queued" in output and "phase → training" in output  # replayed history
+    assert "Stopped at step" in output
+    state = read_raw_state(run.state)
+    assert state["phase"] == "stopped"
+    assert checkpoints.latest_complete(run.checkpoints).name == f"checkpoint-{state['step']}"
+    again = subprocess.run([*TUNER, "stop", str(run.root)], capture_output=True, text=True)
+    assert again.returncode == 2 and "not running" in again.stderr
+
+
+def _run_in_process_with_faulty_forward(recipe_path: Path, runs_dir: Path, monkeypatch, fault) -> RunDir:
+    from transformers import LlamaForCausalLM
+
+    original = LlamaForCausalLM.forward
+    calls = {"n": 0}
+
+    def forward(self, *args, **kwargs):
+        calls["n"] += 1
+        return fault(calls["n"], original(self, *args, **kwargs))
+
+    monkeypatch.setattr(LlamaForCausalLM, "forward", forward)
+    run = create_run(recipe_path, runs_dir)
+    assert run_worker(run.root, threading.Event()) == 1
+    return run
+
+
+def _viewer_output(run: RunDir) -> tuple[int, str]:
+    console = Console(record=True, width=120)
+    code = follow_run(run, console)
+    return code, console.export_text()
+
+
+def test_nan_loss_fails_the_run_as_diverged(tiny_recipe, tmp_path: Path, monkeypatch) -> None:
+    def nan_after_three(n, output):
+        if n >= 4 and output.loss is not None:
+            output.loss = output.loss * float("nan")
+        return output
+
+    run = _run_in_process_with_faulty_forward(
+        tiny_recipe(max_steps=10, save_every_steps=2), tmp_path / "runs", monkeypatch, nan_after_three
+    )
+    assert read_raw_state(run.state)["phase"] == "failed"
+    (error,) = events_of(run, "error")
+    assert error["kind"] == "diverged"
+    assert "learning_rate" in error["hint"] and "checkpoint-2" in error["hint"]
+    assert error["last_checkpoint"].endswith("checkpoint-2")
+    code, output = _viewer_output(run)
+    assert code == 1 and "diverged" in output and "Traceback" not in output
+
+
+def test_out_of_memory_fails_the_run_with_hints(tiny_recipe, tmp_path: Path, monkeypatch) -> None:
+    import torch
+
+    def oom_on_second(n, output):
+        if n >= 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return output
+
+    run = _run_in_process_with_faulty_forward(
+        tiny_recipe(max_steps=10), tmp_path / "runs", monkeypatch, oom_on_second
+    )
+    assert read_raw_state(run.state)["phase"] == "failed"
+    (error,) = events_of(run, "error")
+    assert error["kind"] == "oom"
+    for advice in ("batch_size", "gradient_checkpointing", "max_length", "qlora"):
+        assert advice in error["hint"]
+    code, output = _viewer_output(run)
+    assert code == 1 and "Traceback" not in output
+
+
+def test_bad_data_fails_with_a_clear_invalid_error(tiny_assets, tmp_path: Path) -> None:
+    from tests.tiny import write_recipe
+
+    data = tmp_path / "data.jsonl"
+    data.write_text('{"question": "a", "answer": "b"}\n')
+    recipe = write_recipe(tmp_path / "recipe.toml", data, tiny_assets["model"], max_steps=2)
+    run = create_run(recipe, tmp_path / "runs")
+    assert run_worker(run.root, threading.Event()) == 1
+    (error,) = events_of(run, "error")
+    assert error["kind"] == "invalid" and "Cannot detect the data format" in error["message"]

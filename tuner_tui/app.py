@@ -1,0 +1,250 @@
+"""The Textual app: owns the draft recipe and wires the wizard's step screens together.
+
+Each step is a screen in its own mode (`MODES`), so switching steps keeps every screen's
+state. Screens read `TunerApp.draft` and `TunerApp.step_status` (reactives they watch) and
+report back with messages; they never talk to each other.
+
+Nothing here imports torch, transformers, peft, datasets or evaluate: heavy work happens in the
+worker process or lazily inside Textual workers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+from dataclasses import dataclass
+from importlib.resources.abc import Traversable
+from pathlib import Path
+
+from textual import on
+from textual.app import App
+from textual.binding import Binding
+from textual.reactive import var
+from tomlkit import TOMLDocument
+
+from tuner_tui.errors import EXIT_OK, TunerError
+from tuner_tui.recipe import Problem, Recipe, read_recipe
+from tuner_tui.screens.data import DataScreen
+from tuner_tui.screens.evaluation import EvaluationScreen
+from tuner_tui.screens.export import ExportScreen
+from tuner_tui.screens.help import HelpScreen
+from tuner_tui.screens.model import ModelScreen
+from tuner_tui.screens.objective import ObjectiveScreen
+from tuner_tui.screens.step import StepScreen
+from tuner_tui.screens.training import TrainingScreen
+from tuner_tui.screens.welcome import WelcomeScreen
+from tuner_tui.widgets.step_sidebar import SidebarStep, StepSidebar, StepStatus
+
+STEP_SCREENS: tuple[type[StepScreen], ...] = (
+    WelcomeScreen,
+    ObjectiveScreen,
+    DataScreen,
+    ModelScreen,
+    TrainingScreen,
+    EvaluationScreen,
+    ExportScreen,
+)
+"""The wizard in order; Welcome first, then the six steps of a recipe."""
+
+
+def demo_recipe() -> Traversable:
+    """The built-in demo recipe shipped in the package."""
+    return importlib.resources.files("tuner_tui.assets") / "demo" / "recipe.toml"
+
+
+@dataclass(frozen=True)
+class Draft:
+    """The recipe being edited, where it came from, and what is wrong with it."""
+
+    recipe: Recipe
+    problems: tuple[Problem, ...]
+    origin: str
+    """Where it came from, for people: 'built-in demo', a file path, 'blank recipe'."""
+    path: Path | None = None
+    """The file it saves to; None until saved (the demo is never overwritten)."""
+    document: TOMLDocument | None = None
+    """The TOML it was read from, so saving keeps the user's comments and order."""
+
+
+class TunerApp(App[None]):
+    """The fine-tuning wizard."""
+
+    TITLE = "tuner"
+    MODES = {screen.STEP: screen for screen in STEP_SCREENS}
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("t", "toggle_dark", "Theme"),
+        *(
+            Binding(
+                screen.JUMP_KEY,
+                f"goto('{screen.STEP}')",
+                "Steps",
+                # One footer entry stands for all the jump keys; help lists each one.
+                show=screen.JUMP_KEY == "1",
+                key_display="0-6" if screen.JUMP_KEY == "1" else None,
+                tooltip=f"Go to {screen.STEP_TITLE}",
+            )
+            for screen in STEP_SCREENS
+        ),
+    ]
+
+    draft: var[Draft | None] = var(None, always_update=True)
+    """The draft recipe; None until the user picks the demo, a file or blank."""
+    step_status: var[dict[str, StepStatus]] = var(dict)
+    """Status of each step, shown in the sidebar; replace the dict to update it."""
+
+    def __init__(
+        self,
+        recipe_path: Path | None = None,
+        *,
+        demo: bool = False,
+        runs_dir: Path = Path("runs"),
+        attach: Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.recipe_path = recipe_path
+        """Recipe to open at start-up."""
+        self.demo = demo
+        """Start from the built-in demo recipe."""
+        self.runs_dir = runs_dir
+        """Where new run directories are created."""
+        self.attach = attach
+        """A run directory to watch, from `--attach`."""
+        self.set_reactive(
+            TunerApp.step_status,
+            {s.STEP: StepStatus.NOT_STARTED for s in STEP_SCREENS if s.HAS_STATUS},
+        )
+
+    # --- start-up ------------------------------------------------------------------------
+
+    async def on_mount(self) -> None:
+        start = "welcome"
+        if self.demo:
+            if self.load_demo():
+                start = "objective"
+        elif self.recipe_path is not None:
+            if self.open_recipe(self.recipe_path):
+                start = "objective"
+        if self.attach is not None:
+            self.notify(
+                "Following a run inside the wizard is not available yet; in a shell, "
+                f"`tuner attach {self.attach}` replays and follows it.",
+                title="Attach",
+                timeout=10,
+                markup=False,
+            )
+            start = "training"
+        await self.switch_mode(start)
+        if start == "welcome" and self.recipe_path is not None and isinstance(self.screen, WelcomeScreen):
+            self.screen.set_path(self.recipe_path)  # let the user fix the path and retry
+
+    def sidebar_steps(self) -> list[SidebarStep]:
+        """The sidebar's entries, in wizard order."""
+        return [SidebarStep(s.STEP, s.STEP_TITLE, s.JUMP_KEY, has_status=s.HAS_STATUS) for s in STEP_SCREENS]
+
+    # --- the draft recipe ----------------------------------------------------------------
+
+    def load_demo(self) -> bool:
+        """Make the built-in demo recipe the draft; False (and a notification) if it fails."""
+        resource = demo_recipe()
+        if not resource.is_file():
+            self.notify(
+                "The built-in demo recipe is missing from this installation "
+                "(tuner_tui/assets/demo/recipe.toml). Open a recipe file or start blank.",
+                title="No demo",
+                severity="error",
+                markup=False,
+            )
+            return False
+        with importlib.resources.as_file(resource) as path:
+            return self._read_draft(path, origin="built-in demo", keep_path=False)
+
+    def open_recipe(self, path: Path) -> bool:
+        """Make the recipe at `path` the draft; False (and a notification) if it can't be read."""
+        return self._read_draft(Path(path), origin=str(path), keep_path=True)
+
+    def start_blank(self) -> None:
+        """Make a recipe of defaults the draft."""
+        recipe = Recipe()
+        self.draft = Draft(recipe, tuple(recipe.problems()), origin="blank recipe")
+        self.notify("Started a blank recipe; each step lists what it still needs.")
+
+    def set_step_status(self, step: str, status: StepStatus) -> None:
+        """Show `status` beside `step` in the sidebar."""
+        self.step_status = {**self.step_status, step: status}
+
+    def _read_draft(self, path: Path, *, origin: str, keep_path: bool) -> bool:
+        try:
+            recipe, problems, document = read_recipe(path)
+        except TunerError as error:
+            self.notify(str(error), title="Cannot open recipe", severity="error", timeout=10, markup=False)
+            return False
+        self.draft = Draft(recipe, tuple(problems), origin, path if keep_path else None, document)
+        if problems:
+            count = f"{len(problems)} problem" + ("s" if len(problems) != 1 else "")
+            self.notify(
+                f"Opened {origin} with {count}; each step lists its own.",
+                severity="warning",
+                markup=False,
+            )
+        else:
+            self.notify(f"Opened {origin}.", markup=False)
+        return True
+
+    def watch_draft(self, draft: Draft | None) -> None:
+        self.sub_title = draft.origin if draft is not None else ""
+
+    # --- messages and actions ------------------------------------------------------------
+
+    @on(WelcomeScreen.StartChosen)
+    def _start_chosen(self, event: WelcomeScreen.StartChosen) -> None:
+        if event.source == "demo":
+            started = self.load_demo()
+        elif event.source == "file" and event.path is not None:
+            started = self.open_recipe(event.path)
+        else:
+            self.start_blank()
+            started = True
+        if started:
+            self.switch_mode("objective")
+
+    @on(StepSidebar.StepChosen)
+    def _step_chosen(self, event: StepSidebar.StepChosen) -> None:
+        self.switch_mode(event.step)
+
+    def action_goto(self, step: str) -> None:
+        """Show the screen of `step`."""
+        self.switch_mode(step)
+
+    def action_help(self) -> None:
+        """Open the list of keys that work on the current screen."""
+        rows: list[tuple[str, str]] = []
+        for active in self.screen.active_bindings.values():
+            binding = active.binding
+            description = binding.tooltip or binding.description
+            # The app's own keys, and whatever the screen shows in its footer. Widget keys
+            # (scrolling, cursor) are summarised by the help screen itself.
+            if description and (active.node is self or binding.show):
+                key = self.get_key_display(dataclasses.replace(binding, key_display=None))
+                rows.append((key, description))
+        self.push_screen(HelpScreen(rows))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Over a modal (help), step jumps would switch the mode underneath it.
+        if action in ("goto", "help") and self.screen.is_modal:
+            return False
+        return True
+
+
+def run_app(
+    recipe_path: Path | None = None,
+    *,
+    demo: bool = False,
+    runs_dir: Path = Path("runs"),
+    attach: Path | None = None,
+) -> int:
+    """Run the wizard until the user quits; return the process exit code."""
+    app = TunerApp(recipe_path, demo=demo, runs_dir=runs_dir, attach=attach)
+    app.run()
+    return app.return_code or EXIT_OK
