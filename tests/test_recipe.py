@@ -264,9 +264,7 @@ def test_validate_reports_all_problems_at_once_and_exits_2(tmp_path: Path) -> No
     assert "Traceback" not in result.stderr + result.stdout
 
 
-@pytest.mark.parametrize(
-    "case", ["syntax_error", "unknown_key", "negative_batch", "trust_remote_code_string"]
-)
+@pytest.mark.parametrize("case", sorted(BAD_RECIPES))
 def test_validate_cli_exit_code_for_bad_input(case: str, tmp_path: Path) -> None:
     path = tmp_path / "recipe.toml"
     path.write_text(BAD_RECIPES[case][0])

@@ -305,3 +305,27 @@ def test_bad_data_fails_with_a_clear_invalid_error(tiny_assets, tmp_path: Path) 
     assert run_worker(run.root, threading.Event()) == 1
     (error,) = events_of(run, "error")
     assert error["kind"] == "invalid" and "Cannot detect the data format" in error["message"]
+
+
+def test_ctrl_c_in_the_viewer_detaches_and_says_how_to_come_back(tiny_recipe, tmp_path: Path) -> None:
+    recipe = tiny_recipe(max_steps=400, save_every_steps=1000)
+    runs_dir = tmp_path / "runs"
+    viewer = subprocess.Popen(
+        [*TUNER, "run", str(recipe), "--runs-dir", str(runs_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    wait_for(lambda: runs_dir.exists() and any(runs_dir.iterdir()), what="run directory")
+    run = RunDir.open(next(runs_dir.iterdir()))
+    wait_for(lambda: any(m["step"] >= 2 for m in events_of(run, "metric")), what="training")
+    viewer.send_signal(signal.SIGINT)
+    output, _ = viewer.communicate(timeout=30)
+    assert viewer.returncode == 0
+    assert (
+        "Detached" in output and f"tuner attach {run.root}" in output and f"tuner stop {run.root}" in output
+    )
+    assert "Traceback" not in output
+    assert read_state(run.state)["phase"] == "training"
+    subprocess.run([*TUNER, "stop", str(run.root)], check=True, capture_output=True)
+    assert wait_until_done(run)["phase"] == "stopped"

@@ -92,6 +92,15 @@ class EventCallback(TrainerCallback):
             if now - self._last_state_write >= STATE_EVERY_S:
                 write_state(self.run.state, step=step, max_steps=state.max_steps, loss=loss)
                 self._last_state_write = now
+        elif "train_runtime" in logs:
+            self.events.emit(
+                "log",
+                level="info",
+                message=f"Training loop finished in {logs['train_runtime']:.1f}s.",
+                train_runtime=logs["train_runtime"],
+                tokens_seen=state.num_input_tokens_seen or 0,
+                step=step,
+            )
         elif "eval_loss" in logs:
             metrics = {k.removeprefix("eval_"): v for k, v in logs.items() if k.startswith("eval_")}
             self.events.emit("eval", split="validation", step=step, epoch=state.epoch, **metrics)
