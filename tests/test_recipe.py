@@ -86,6 +86,7 @@ def test_new_recipe_is_commented_and_loads_back_equal(tmp_path: Path) -> None:
     recipe = Recipe()
     recipe.data.path = "x.jsonl"
     recipe.model.name_or_path = "m"
+    recipe.model.task = "sequence_classification"
     recipe.objectives = [Objective("accuracy", 0.85)]
     recipe.data.cleaning = [{"op": "dedup_near", "threshold": 0.8}]
     text = dumps_recipe(recipe)
@@ -223,6 +224,17 @@ BAD_RECIPES = {
         MINIMAL.replace("schema_version = 1", "schema_version = 2"),
         "schema_version",
         "schema 1",
+    ),
+    "metric_for_the_wrong_task": (
+        MINIMAL.replace('name_or_path = "m"', 'name_or_path = "m"\ntask = "sequence_classification"')
+        + "[evaluation]\nmetrics = ['accuracy', 'bleu']\n",
+        "evaluation.metrics[1]",
+        "does not fit model.task",
+    ),
+    "unknown_evaluation_metric": (
+        MINIMAL + "[evaluation]\nmetrics = ['bertscore']\n",
+        "evaluation.metrics[0]",
+        "Choose one of",
     ),
     "bias_group_unknown": (MINIMAL + "[bias]\ngroups = ['gender', 'hair']\n", "bias.groups[1]", "religion"),
     "classification_with_chat_format": (

@@ -148,6 +148,17 @@ def stop(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> Non
     )
 
 
+def _quiet_libraries() -> None:
+    """Library progress bars and deprecation chatter would bury this command's own output."""
+    import os
+    import warnings
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
 def _not_yet(command: str) -> None:
     raise TunerError(
         f"`tuner {command}` is not available in this version of tuner yet; it is planned and "
@@ -168,9 +179,37 @@ def estimate(recipe: Annotated[Path, typer.Argument(help="Recipe TOML file.")]) 
 
 
 @app.command(name="eval")
-def eval_(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> None:
-    """Evaluate a finished run against its objectives (exit 3 if they are not met)."""
-    _not_yet("eval")
+def eval_(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
+    pairs: Annotated[
+        Path | None, typer.Option("--pairs", help="CrowS-Pairs-format CSV for the paired bias benchmark.")
+    ] = None,
+) -> None:
+    """Evaluate a finished run against its objectives: exit 0 pass, 3 objectives not met."""
+    _quiet_libraries()
+    from tuner_tui.errors import EXIT_OBJECTIVES_FAILED
+    from tuner_tui.evaluation.run import reevaluate
+    from tuner_tui.runs.layout import RunDir
+
+    run_ = RunDir.open(run_dir)
+    with console.status("Evaluating base and tuned models..."):
+        report = reevaluate(run_, pairs)
+    table = Table(
+        "metric", "target", "base", "tuned", "result", title=f"Objectives ({report['split']} split)"
+    )
+    for o in report["objectives"]:
+        fmt = "{:.4f}".format
+        table.add_row(
+            o["metric"],
+            f"{o['direction']} {o['target']:g}",
+            fmt(o["base"]) if isinstance(o["base"], float) else "-",
+            fmt(o["tuned"]) if isinstance(o["tuned"], float) else "-",
+            "[green]pass[/]" if o["passed"] else "[red]FAIL[/]",
+        )
+    if report["objectives"]:
+        console.print(table)
+    console.print(f"Verdict: [bold]{report['verdict']}[/]. Report: {run_.report / 'report.md'}")
+    raise typer.Exit(EXIT_OBJECTIVES_FAILED if report["verdict"] == "fail" else EXIT_OK)
 
 
 @app.command()

@@ -76,21 +76,23 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 LORA_INITS = ("default", "gaussian", "pissa", "olora", "loftq")
 # Metrics whose smaller values are better; every other metric is "higher is better".
 LOWER_IS_BETTER = frozenset({"perplexity", "loss", "eval_loss"})
-METRICS = (
-    "accuracy",
-    "f1",
-    "f1_macro",
-    "precision_macro",
-    "recall_macro",
-    "exact_match",
-    "rouge1",
-    "rouge2",
-    "rouge_l",
-    "bleu",
-    "chrf",
-    "perplexity",
-    "loss",
-)
+# Metric -> the task it fits. evaluation/metrics.py computes each of these.
+METRIC_TASKS = {
+    "accuracy": "sequence_classification",
+    "f1": "sequence_classification",
+    "f1_macro": "sequence_classification",
+    "precision_macro": "sequence_classification",
+    "recall_macro": "sequence_classification",
+    "exact_match": "causal_lm",
+    "rouge1": "causal_lm",
+    "rouge2": "causal_lm",
+    "rouge_l": "causal_lm",
+    "bleu": "causal_lm",
+    "chrf": "causal_lm",
+    "perplexity": "causal_lm",
+    "loss": "causal_lm",
+}
+METRICS = tuple(METRIC_TASKS)
 SPLITS = ("test", "validation")
 CLEANING_OPS = (
     "drop_empty",
@@ -284,6 +286,9 @@ class BiasConfig:
     enabled: bool = _f(True, help="Write a bias report (data audit and counterfactual probes).")
     probes: str = _f("builtin", help="'builtin' probes, or a path to a JSONL file of your own.")
     groups: list[str] = _f([], help="Group families to audit; empty = all.")
+    pairs_file: str = _f(
+        "", help="CrowS-Pairs-format CSV (sent_more, sent_less, bias_type) to score; empty = none."
+    )
 
     def check(self, path: str) -> list[Problem]:
         return [
@@ -338,13 +343,17 @@ class Recipe:
                     "needs text + label data: set data.format = 'classification' or 'auto'.",
                 )
             )
-        for i, objective in enumerate(self.objectives):
-            if objective.metric == "perplexity" and self.model.task != "causal_lm":
+        task = self.model.task
+        chosen = [(f"objectives[{i}].metric", o.metric) for i, o in enumerate(self.objectives)]
+        chosen += [(f"evaluation.metrics[{i}]", m) for i, m in enumerate(self.evaluation.metrics)]
+        for where, metric in chosen:
+            if METRIC_TASKS.get(metric, task) != task:
+                fitting = ", ".join(m for m, t in METRIC_TASKS.items() if t == task)
                 found.append(
                     Problem(
-                        f"objectives[{i}].metric",
-                        "is 'perplexity', which only a causal LM has: use accuracy or f1_macro "
-                        "for sequence classification.",
+                        where,
+                        f"'{metric}' is a {METRIC_TASKS[metric]} metric and does not fit model.task = "
+                        f"'{task}'. Metrics for {task}: {fitting}.",
                     )
                 )
         return found

@@ -94,10 +94,11 @@ def _show(event: dict[str, Any], progress: Progress, task: Any, metric_line: Tex
         values = ", ".join(
             f"{k} {_fmt(v, '.4f')}"
             for k, v in event.items()
-            if k in ("loss", "accuracy", "f1_macro", "perplexity")
+            if k in ("loss", "accuracy", "f1_macro", "perplexity", "rouge_l")
         )
         when, split, step = event.get("time", ""), event.get("split"), event.get("step")
-        progress.console.print(f"[dim]{when}[/]  eval ({split}) at step {step}: {values}")
+        where = f"{event['model']} model" if "model" in event else f"step {step}"
+        progress.console.print(f"[dim]{when}[/]  eval ({split}, {where}): {values}")
     elif kind == "log":
         progress.console.print(f"[dim]{event.get('time', '')}  {event.get('message')}[/]")
     elif kind == "error":

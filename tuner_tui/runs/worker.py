@@ -74,6 +74,7 @@ def run_worker(run_dir: Path, stop: threading.Event) -> int:
 
 
 def _prepare_and_train(run: RunDir, events: EventWriter, stop: threading.Event) -> int:
+    from tuner_tui.evaluation.run import evaluate_run
     from tuner_tui.runs.environment import environment_lock
     from tuner_tui.training.run import resolve_device, train
 
@@ -102,9 +103,24 @@ def _prepare_and_train(run: RunDir, events: EventWriter, stop: threading.Event) 
     outcome = train(recipe, run, events, stop, resume_from=resume_from)
     if outcome.stopped:
         set_phase(run, events, "stopped", step=outcome.global_step, last_checkpoint=_last_good(run))
-    else:
-        set_phase(run, events, "completed", step=outcome.global_step, adapter=str(run.adapter))
+        return EXIT_OK
+    step = outcome.global_step
+    del outcome  # free the training model before evaluation loads fresh copies from disk
+    set_phase(run, events, "evaluating", step=step)
+    try:
+        report = evaluate_run(recipe, run, events, resolve_device(recipe.training.device))
+    except Exception as exc:
+        raise EvaluationFailed(exc) from exc
+    set_phase(run, events, "completed", step=step, adapter=str(run.adapter), verdict=report["verdict"])
     return EXIT_OK
+
+
+class EvaluationFailed(Exception):
+    """Training finished and the adapter is saved, but evaluating it failed."""
+
+    def __init__(self, cause: Exception):
+        self.cause = cause
+        super().__init__(str(cause))
 
 
 def _fail(run: RunDir, events: EventWriter, exc: BaseException) -> int:
@@ -123,6 +139,12 @@ def _fail(run: RunDir, events: EventWriter, exc: BaseException) -> int:
             f"Out of memory: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}.",
             HINTS["oom"],
         )
+    elif isinstance(exc, EvaluationFailed):
+        cause = exc.cause
+        kind, message = "evaluation", f"Training completed but evaluation failed: {cause}"
+        hint = f"The adapter is saved in {run.adapter}. Fix the cause, then: tuner eval {run.root}"
+        if not isinstance(cause, TunerError):
+            hint += f" The full traceback is in {run.log}."
     elif isinstance(exc, TunerError):
         kind, message, hint = (
             "invalid",

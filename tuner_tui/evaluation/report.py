@@ -1,0 +1,124 @@
+"""Report writers: `report.json` for tools, `report.md` for people (readable on its own)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from tuner_tui.runs.state import atomic_write_text
+
+VERDICT_WORDS = {
+    "pass": "PASS: every objective is met.",
+    "fail": "FAIL: at least one objective is not met.",
+    "no_objectives": "No objectives were set, so there is no verdict; the metrics are below.",
+}
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        return f"{value:.4f}" if abs(value) < 1000 else f"{value:,.1f}"
+    return str(value)
+
+
+def _cell(text: Any, width: int = 120) -> str:
+    flat = " ".join(str(text).split()).replace("|", "\\|")
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def write_report(report: dict[str, Any], report_dir: Path) -> None:
+    report_dir = Path(report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(_json_safe(report), indent=2, default=_json_default, ensure_ascii=False)
+    atomic_write_text(report_dir / "report.json", text + "\n")
+    atomic_write_text(report_dir / "report.md", render_markdown(report))
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    lines = [f"# Evaluation report: {report['run_id']}", ""]
+    lines += [f"**Verdict:** {VERDICT_WORDS[report['verdict']]}", ""]
+    lines += [
+        f"Task `{report['task']}`, measured on the `{report['split']}` split ({report['examples']} examples)."
+    ]
+    lines += [""]
+    if report["objectives"]:
+        lines += [
+            "## Objectives",
+            "",
+            "| metric | target | base | tuned | margin | result |",
+            "|---|---|---|---|---|---|",
+        ]
+        for o in report["objectives"]:
+            result = "pass" if o["passed"] else "FAIL"
+            lines.append(
+                f"| {o['metric']} | {o['direction']} {_num(o['target'])} | {_num(o['base'])} | "
+                f"{_num(o['tuned'])} | {_num(o['margin'])} | {result} |"
+            )
+        lines.append("")
+    metrics = report["metrics"]
+    names = sorted({k for m in metrics.values() for k, v in m.items() if isinstance(v, (int, float))})
+    lines += ["## Metrics", "", "| metric | base | tuned |", "|---|---|---|"]
+    for name in names:
+        base, tuned = metrics.get("base", {}).get(name), metrics.get("tuned", {}).get(name)
+        lines.append(f"| {name} | {_num(base)} | {_num(tuned)} |")
+    lines.append("")
+    confusion = metrics.get("tuned", {}).get("confusion_matrix")
+    if confusion:
+        labels = confusion["labels"]
+        lines += ["### Confusion matrix (tuned; rows = reference, columns = prediction)", ""]
+        lines += ["| | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+        for label, row in zip(labels, confusion["matrix"], strict=True):
+            lines.append(f"| **{label}** | " + " | ".join(str(v) for v in row) + " |")
+        lines.append("")
+    lines += _samples_markdown(report["samples"])
+    lines += _bias_section(report.get("bias", {}))
+    return "\n".join(lines) + "\n"
+
+
+def _samples_markdown(samples: dict[str, list[dict]]) -> list[str]:
+    lines = ["## Samples", ""]
+    for title, key in (("Side by side", "shown"), ("Best (tuned)", "best"), ("Worst (tuned)", "worst")):
+        rows = samples.get(key) or []
+        if not rows:
+            continue
+        columns = [c for c in ("input", "reference", "base", "tuned") if any(c in r for r in rows)]
+        lines += [f"### {title}", "", "| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+        for row in rows:
+            lines.append("| " + " | ".join(_cell(row.get(c, "")) for c in columns) + " |")
+        lines.append("")
+    return lines
+
+
+def _bias_section(bias: dict[str, Any]) -> list[str]:
+    lines = ["## Bias", ""]
+    if bias.get("status") in ("disabled", "not_available"):
+        reason = bias.get("reason", "disabled in the recipe ([bias] enabled = false)")
+        return lines + [
+            f"Not part of this report: {reason}.",
+        ]
+    try:
+        from tuner_tui.evaluation.bias import bias_markdown
+    except ImportError:
+        return lines + ["```json", json.dumps(bias, indent=2, default=_json_default), "```", ""]
+    return lines + [bias_markdown(bias), ""]

@@ -1,0 +1,365 @@
+"""The evaluation phase: base vs tuned on the held-out split, objectives, samples, bias.
+
+Both models are loaded fresh from disk (the tuned one from the run's `adapter/`), so the report
+describes the artifact a user takes away, not an in-memory state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tuner_tui.data.formats import Detection, resolve_format, to_messages
+from tuner_tui.data.load import load_any
+from tuner_tui.errors import TunerError
+from tuner_tui.evaluation.metrics import (
+    METRICS,
+    compute_label_metrics,
+    compute_text_metrics,
+    metrics_for,
+    perplexity_from_losses,
+)
+from tuner_tui.evaluation.scoring import CausalScorer, ClassifierScorer
+from tuner_tui.recipe import Recipe
+from tuner_tui.runs.events import EventWriter
+from tuner_tui.runs.layout import RunDir
+
+SAMPLES_SHOWN = 8
+
+
+@dataclass
+class EvalSplit:
+    name: str
+    rows: list[dict[str, Any]]
+    detection: Detection
+    train_texts: Any  # iterable of training texts (for the bias data audit)
+    train_labels: list[str] | None
+
+
+def load_eval_split(recipe: Recipe) -> EvalSplit:
+    """The split objectives are measured on (test, else validation), up to max_samples rows."""
+    from tuner_tui.training.examples import split
+
+    raw = load_any(recipe.data.path)
+    sample = raw.select(range(min(len(raw), 20))).to_list()
+    detection = resolve_format(recipe.data.format, recipe.data.fields, raw.column_names, sample)
+    parts = split(raw, recipe.data.validation_fraction, recipe.data.test_fraction, recipe.project.seed)
+    name = "test" if "test" in parts else "validation" if "validation" in parts else None
+    if name is None:
+        raise TunerError(
+            "There is no held-out data to evaluate on: [data] test_fraction and validation_fraction "
+            "are both 0. Set test_fraction (e.g. 0.1) and run again."
+        )
+    part = parts[name]
+    rows = part.select(range(min(len(part), recipe.evaluation.max_samples))).to_list()
+    text_col = detection.fields.get("text")
+    label_col = detection.fields.get("label")
+    train = parts["train"]
+    train_texts = train[text_col] if text_col else (json.dumps(r) for r in train)
+    train_labels = [str(v) for v in train[label_col]] if label_col else None
+    return EvalSplit(name, rows, detection, train_texts, train_labels)
+
+
+def _load_models(recipe: Recipe, run: RunDir, device: str) -> tuple[Any, dict[str, Any]]:
+    """Tokenizer and {"base": model | None, "tuned": model} for the recipe's task."""
+    from transformers import set_seed
+
+    from tuner_tui.modeling.loading import load_model, load_tokenizer
+
+    tokenizer = load_tokenizer(recipe.model)
+    id2label = None
+    labels_file = run.adapter / "labels.json"
+    if labels_file.exists():
+        id2label = {int(k): v for k, v in json.loads(labels_file.read_text())["id2label"].items()}
+
+    def fresh_base() -> Any:
+        set_seed(recipe.project.seed)  # the untuned classifier head is random: make it repeatable
+        return load_model(
+            recipe.model, device=device, num_labels=len(id2label) if id2label else None, id2label=id2label
+        ).to(device)
+
+    models: dict[str, Any] = {"base": fresh_base() if recipe.evaluation.compare_base else None}
+    if (run.adapter / "adapter_config.json").exists():
+        from peft import PeftModel
+
+        models["tuned"] = PeftModel.from_pretrained(fresh_base(), str(run.adapter)).to(device)
+    else:  # full or freeze tuning saved the whole model
+        from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+        auto = AutoModelForSequenceClassification if id2label else AutoModelForCausalLM
+        models["tuned"] = auto.from_pretrained(str(run.adapter)).to(device)  # type: ignore[arg-type]
+    return tokenizer, {"id2label": id2label, **models}
+
+
+def _classification(
+    split: EvalSplit,
+    tokenizer: Any,
+    models: dict[str, Any],
+    recipe: Recipe,
+    names: list[str],
+    events: EventWriter,
+) -> tuple[dict, list[dict], dict[str, Any]]:
+    from sklearn.metrics import confusion_matrix
+
+    id2label: dict[int, str] = models["id2label"]
+    label2id = {v: k for k, v in id2label.items()}
+    text_col, label_col = split.detection.fields["text"], split.detection.fields["label"]
+    texts = [str(r[text_col] or "") for r in split.rows]
+    references = [label2id[str(r[label_col])] for r in split.rows]
+    metrics: dict[str, Any] = {}
+    probabilities: dict[str, Any] = {}
+    scorers: dict[str, Any] = {}
+    for which in ("base", "tuned"):
+        if models[which] is None:
+            continue
+        scorer = ClassifierScorer(models[which], tokenizer, id2label, max_length=recipe.training.max_length)
+        scorers[which] = scorer
+        probs = scorer.predict_proba(texts)
+        predictions = probs.argmax(axis=1).tolist()
+        probabilities[which] = probs
+        result = compute_label_metrics(names, predictions, references, labels=sorted(id2label))
+        result["confusion_matrix"] = {
+            "labels": [id2label[i] for i in sorted(id2label)],
+            "matrix": confusion_matrix(references, predictions, labels=sorted(id2label)).tolist(),
+        }
+        metrics[which] = result
+        events.emit(
+            "eval",
+            split=split.name,
+            model=which,
+            examples=len(texts),
+            **{k: v for k, v in result.items() if isinstance(v, float)},
+        )
+    tuned = probabilities["tuned"]
+    confidence = [float(tuned[i, ref]) for i, ref in enumerate(references)]
+    samples = []
+    for i, text in enumerate(texts):
+        entry = {
+            "input": text,
+            "reference": id2label[references[i]],
+            "tuned": id2label[int(tuned[i].argmax())],
+            "tuned_p_reference": confidence[i],
+        }
+        if "base" in probabilities:
+            entry["base"] = id2label[int(probabilities["base"][i].argmax())]
+            entry["base_p_reference"] = float(probabilities["base"][i, references[i]])
+        samples.append(entry)
+    return metrics, samples, scorers
+
+
+def _prompt_and_reference(row: dict[str, Any], detection: Detection, tokenizer: Any) -> tuple[str, str]:
+    f = detection.fields
+    if detection.format == "text":
+        return "", str(row[f["text"]] or "")
+    if detection.format == "prompt_completion":
+        return str(row[f["prompt"]] or ""), str(row[f["completion"]] or "")
+    messages = to_messages(row, detection)
+    last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
+    if last is None:
+        return "", ""
+    prompt = tokenizer.apply_chat_template(messages[:last], tokenize=False, add_generation_prompt=True)
+    return prompt, messages[last]["content"]
+
+
+def _causal(
+    split: EvalSplit,
+    tokenizer: Any,
+    models: dict[str, Any],
+    recipe: Recipe,
+    names: list[str],
+    events: EventWriter,
+) -> tuple[dict, list[dict], dict[str, Any]]:
+    from tuner_tui.modeling.loading import ensure_chat_template
+
+    if split.detection.format not in ("text", "prompt_completion"):
+        ensure_chat_template(tokenizer)
+    pairs = [_prompt_and_reference(r, split.detection, tokenizer) for r in split.rows]
+    pairs = [(p, r) for p, r in pairs if r]
+    prompts, references = [p for p, _ in pairs], [r for _, r in pairs]
+    generate = split.detection.format != "text" and any(METRICS[n].module for n in names)
+    gen = recipe.evaluation.generation
+    metrics: dict[str, Any] = {}
+    outputs: dict[str, list[str]] = {}
+    scorers: dict[str, Any] = {}
+    for which in ("base", "tuned"):
+        if models[which] is None:
+            continue
+        scorer = CausalScorer(models[which], tokenizer, max_length=recipe.training.max_length)
+        scorers[which] = scorer
+        eos = tokenizer.eos_token or ""
+        sums, counts = scorer.continuation_logprob(prompts, [r + eos for r in references])
+        result: dict[str, Any] = {
+            k: v
+            for k, v in perplexity_from_losses(-float(sums.sum()), int(counts.sum())).items()
+            if k in names
+        }
+        if generate:
+            outputs[which] = scorer.generate(
+                prompts,
+                max_new_tokens=gen.max_new_tokens,
+                do_sample=gen.do_sample,
+                temperature=gen.temperature,
+                top_p=gen.top_p,
+                num_beams=gen.num_beams,
+            )
+            result.update(compute_text_metrics(names, [o.strip() for o in outputs[which]], references))
+        metrics[which] = result
+        events.emit(
+            "eval",
+            split=split.name,
+            model=which,
+            examples=len(pairs),
+            **{k: v for k, v in result.items() if isinstance(v, float)},
+        )
+    samples = []
+    for i, (prompt, reference) in enumerate(pairs):
+        entry: dict[str, Any] = {"input": prompt, "reference": reference}
+        for which, texts in outputs.items():
+            entry[which] = texts[i].strip()
+        if "tuned" in outputs:
+            entry["tuned_rouge_l"] = compute_text_metrics(["rouge_l"], [entry["tuned"]], [reference])[
+                "rouge_l"
+            ]
+        samples.append(entry)
+    return metrics, samples, scorers
+
+
+def objective_verdicts(
+    recipe: Recipe, metrics: dict[str, dict[str, Any]], split_name: str
+) -> tuple[str, list[dict]]:
+    """Each objective's base/tuned values, pass/fail and margin; the overall verdict."""
+    rows = []
+    for objective in recipe.objectives:
+        key = METRICS[objective.metric].key if objective.metric in METRICS else objective.metric
+        tuned = metrics.get("tuned", {}).get(key)
+        base = metrics.get("base", {}).get(key)
+        measured = isinstance(tuned, (int, float)) and not math.isnan(tuned)
+        margin: float | None = None
+        if isinstance(tuned, (int, float)) and measured:
+            margin = tuned - objective.target if objective.higher_is_better else objective.target - tuned
+        passed = margin is not None and margin >= 0
+        rows.append(
+            {
+                "metric": objective.metric,
+                "target": objective.target,
+                "split": objective.split,
+                "measured_on": split_name,
+                "direction": ">=" if objective.higher_is_better else "<=",
+                "base": base,
+                "tuned": tuned,
+                "passed": passed,
+                "margin": margin,
+                **({} if measured else {"note": f"'{objective.metric}' was not measured for this task/data"}),
+            }
+        )
+    if not rows:
+        return "no_objectives", rows
+    return ("pass" if all(r["passed"] for r in rows) else "fail"), rows
+
+
+def _rank_samples(samples: list[dict], key: str) -> dict[str, list[dict]]:
+    ranked = sorted((s for s in samples if key in s), key=lambda s: s[key])
+    return {"shown": samples[:SAMPLES_SHOWN], "best": ranked[::-1][:3], "worst": ranked[:3]}
+
+
+def evaluate_run(
+    recipe: Recipe, run: RunDir, events: EventWriter, device: str, pairs_file: Path | None = None
+) -> dict[str, Any]:
+    """Evaluate the run's adapter (and the base model) and write report/report.{json,md}."""
+    from tuner_tui.evaluation.report import write_report
+
+    task = recipe.model.task
+    names = metrics_for(task, recipe.evaluation.metrics)
+    split = load_eval_split(recipe)
+    tokenizer, models = _load_models(recipe, run, device)
+    if task == "sequence_classification":
+        metrics, samples, scorers = _classification(split, tokenizer, models, recipe, names, events)
+        rank_key = "tuned_p_reference"
+    else:
+        metrics, samples, scorers = _causal(split, tokenizer, models, recipe, names, events)
+        rank_key = "tuned_rouge_l"
+    verdict, objectives = objective_verdicts(recipe, metrics, split.name)
+    report: dict[str, Any] = {
+        "run_id": run.run_id,
+        "task": task,
+        "split": split.name,
+        "examples": len(split.rows),
+        "verdict": verdict,
+        "objectives": objectives,
+        "metrics": metrics,
+        "samples": _rank_samples(samples, rank_key),
+        "bias": _bias(recipe, split, scorers, models, tokenizer, pairs_file),
+    }
+    write_report(report, run.report)
+    return report
+
+
+def _bias(
+    recipe: Recipe,
+    split: EvalSplit,
+    scorers: dict[str, Any],
+    models: dict[str, Any],
+    tokenizer: Any,
+    pairs_file: Path | None,
+) -> dict[str, Any]:
+    if not recipe.bias.enabled:
+        return {"status": "disabled"}
+    try:
+        from tuner_tui.evaluation.bias import bias_report
+    except ImportError:
+        return {"status": "not_available", "reason": "the bias report module is not installed in this build"}
+    text_col = split.detection.fields.get("text")
+    test_texts = [str(r[text_col] or "") for r in split.rows] if text_col else []
+    return bias_report(
+        config=recipe.bias,
+        task=recipe.model.task,
+        base=scorers.get("base"),
+        tuned=scorers["tuned"],
+        train_texts=split.train_texts,
+        train_labels=split.train_labels,
+        test_texts=test_texts,
+        pairs_file=pairs_file,
+    )
+
+
+def reevaluate(run: RunDir, pairs_file: Path | None = None) -> dict[str, Any]:
+    """`tuner eval RUN_DIR`: evaluate a finished run again, in this process, into its report/."""
+    import os
+
+    from tuner_tui.recipe import load_recipe
+    from tuner_tui.runs.state import process_start_time, read_raw_state, worker_alive, write_state
+    from tuner_tui.training.run import resolve_device
+
+    state = read_raw_state(run.state)
+    if worker_alive(state):
+        raise TunerError(
+            f"The run {run.root} is still running (pid {state.get('pid')}); evaluate it when it ends."
+        )
+    if not (run.adapter / "adapter_config.json").exists() and not (run.adapter / "config.json").exists():
+        raise TunerError(
+            f"The run {run.root} has no trained adapter in {run.adapter} (phase {state.get('phase')}): "
+            f"finish training first (tuner run --resume {run.root})."
+        )
+    if pairs_file is not None and not Path(pairs_file).is_file():
+        raise TunerError(
+            f"The pairs file {pairs_file} does not exist. Pass a CrowS-Pairs-format CSV to --pairs."
+        )
+    recipe = load_recipe(run.recipe)
+    previous = state.get("phase", "completed")
+    with EventWriter(run.events) as events:
+        write_state(
+            run.state, phase="evaluating", pid=os.getpid(), pid_started=process_start_time(os.getpid())
+        )
+        events.emit("status", phase="evaluating", by="tuner eval")
+        try:
+            report = evaluate_run(recipe, run, events, resolve_device(recipe.training.device), pairs_file)
+        except BaseException:
+            write_state(run.state, phase=previous)
+            events.emit("status", phase=previous, by="tuner eval (evaluation failed)")
+            raise
+        write_state(run.state, phase="completed", verdict=report["verdict"])
+        events.emit("status", phase="completed", verdict=report["verdict"], by="tuner eval")
+    return report
