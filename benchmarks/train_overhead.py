@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.tiny import alpaca_rows, build_tokenizer, write_jsonl  # noqa: E402
+from tests.tiny import alpaca_rows, build_tiny_llama, write_jsonl  # noqa: E402
 
 SETTINGS = {
     "batch_size": 8,
@@ -37,29 +37,6 @@ SETTINGS = {
     "dropout": 0.05,
     "save_steps": 20,
 }
-
-
-def build_model(folder: Path, corpus: list[str]) -> Path:
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tokenizer = build_tokenizer(corpus, vocab_size=4000)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=256,
-        intermediate_size=688,
-        num_hidden_layers=4,
-        num_attention_heads=8,
-        num_key_value_heads=4,
-        max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def run_plain(model: Path, data: Path, work: Path, steps: int) -> float:
@@ -139,7 +116,18 @@ def main() -> None:
             rows = alpaca_rows(400)
         data = write_jsonl(work / "data.jsonl", rows)
         corpus = [r["instruction"] + " " + r.get("input", "") + " " + r["output"] for r in rows]
-        model = build_model(work / "model", corpus + ["### Instruction:\n", "### Response:\n"])
+        model = build_tiny_llama(
+            work / "model",
+            corpus + ["### Instruction:\n", "### Response:\n"],
+            vocab_size=4000,
+            hidden_size=256,
+            intermediate_size=688,
+            num_hidden_layers=4,
+            num_attention_heads=8,
+            num_key_value_heads=4,
+            max_position_embeddings=512,
+            initializer_range=0.02,
+        )
         tuner_rates, plain_rates = [], []
         for i in range(args.repeats):
             order = [("tuner", run_tuner), ("plain", run_plain)]

@@ -26,7 +26,9 @@ def tiny_assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def tiny_recipe(tiny_assets: dict[str, Path], tmp_path: Path):
     """Factory: a recipe file for the tiny model with training overrides."""
 
-    def make(**training: object) -> Path:
-        return write_recipe(tmp_path / "recipe.toml", tiny_assets["data"], tiny_assets["model"], **training)
+    def make(extra: str = "", **training: object) -> Path:
+        return write_recipe(
+            tmp_path / "recipe.toml", tiny_assets["data"], tiny_assets["model"], extra, **training
+        )
 
     return make

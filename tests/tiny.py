@@ -72,38 +72,45 @@ def build_tokenizer(corpus: list[str], vocab_size: int = 400):
     )
 
 
-def build_tiny_llama(folder: Path, corpus: list[str] | None = None, seed: int = 0) -> Path:
-    """A 2-layer Llama-style causal LM (~60k parameters) with its own BPE tokenizer."""
+def build_tiny_llama(
+    folder: Path, corpus: list[str] | None = None, seed: int = 0, vocab_size: int = 400, **config: object
+) -> Path:
+    """A 2-layer Llama-style causal LM (~60k parameters) with its own BPE tokenizer; `config`
+    overrides LlamaConfig fields (benchmarks build bigger ones)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     if corpus is None:
         corpus = [r["instruction"] + " " + r["output"] for r in alpaca_rows(64)]
         corpus += ["### Instruction:\n", "### Response:\n"]
-    tokenizer = build_tokenizer(corpus)
-    config = LlamaConfig(
+    tokenizer = build_tokenizer(corpus, vocab_size=vocab_size)
+    settings: dict = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 256,
+        "initializer_range": 0.3,  # logits far enough from uniform for a LoRA to move them
+        **config,
+    }
+    llama_config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        initializer_range=0.3,  # logits far enough from uniform for a LoRA to move them
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
+        **settings,
     )
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
+    model = LlamaForCausalLM(llama_config)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     return folder
 
 
-def write_recipe(path: Path, data: Path, model: Path, **training: object) -> Path:
-    """A small causal-LM LoRA recipe for the tiny model."""
+def write_recipe(path: Path, data: Path, model: Path, extra: str = "", **training: object) -> Path:
+    """A small causal-LM LoRA recipe for the tiny model; `extra` is appended TOML."""
     settings = {
         "max_steps": 12,
         "batch_size": 4,
@@ -131,9 +138,13 @@ type = "lora"
 r = 4
 alpha = 8.0
 dropout = 0.1
+[evaluation]
+max_samples = 8
+[evaluation.generation]
+max_new_tokens = 16
 [training]
 {lines}
-""",
+{extra}""",
         encoding="utf-8",
     )
     return path

@@ -68,7 +68,8 @@ def test_metric_modules_load_with_the_hub_offline(tmp_path) -> None:
     code = (
         "from tuner_tui.evaluation.metrics import compute_label_metrics, compute_text_metrics\n"
         "print(compute_label_metrics(['accuracy', 'f1_macro'], [1, 0], [1, 1], labels=[0, 1])['accuracy'])\n"
-        "print(compute_text_metrics(['rouge_l', 'bleu', 'chrf', 'exact_match'], ['a b'], ['a b'])['exact_match'])\n"
+        "names = ['rouge_l', 'bleu', 'chrf', 'exact_match']\n"
+        "print(compute_text_metrics(names, ['a b'], ['a b'])['exact_match'])\n"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     result = subprocess.run(

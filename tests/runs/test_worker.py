@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -76,7 +77,11 @@ def reference(tiny_assets, tmp_path_factory) -> dict:
 
 
 def test_end_to_end_run_completes_with_events_and_lock(tiny_recipe, tmp_path: Path) -> None:
-    recipe = tiny_recipe(max_steps=30, learning_rate=0.05, save_every_steps=10)
+    objectives = (
+        '[[objectives]]\nmetric = "perplexity"\ntarget = 1000.0\n'
+        '[[objectives]]\nmetric = "exact_match"\ntarget = 0.99\n'
+    )
+    recipe = tiny_recipe(objectives, max_steps=30, learning_rate=0.05, save_every_steps=10)
     result = subprocess.run(
         [*TUNER, "run", str(recipe), "--runs-dir", str(tmp_path / "runs")],
         capture_output=True,
@@ -88,7 +93,7 @@ def test_end_to_end_run_completes_with_events_and_lock(tiny_recipe, tmp_path: Pa
     (run_root,) = (tmp_path / "runs").iterdir()
     run = RunDir.open(run_root)
     phases = [e["phase"] for e in events_of(run, "status")]
-    assert phases == ["queued", "preparing", "training", "completed"]
+    assert phases == ["queued", "preparing", "training", "evaluating", "completed"]
     metrics = events_of(run, "metric")
     assert [m["step"] for m in metrics] == list(range(1, 31))
     for m in metrics:
@@ -109,6 +114,21 @@ def test_end_to_end_run_completes_with_events_and_lock(tiny_recipe, tmp_path: Pa
     assert frozen.environment["recipe_hash"] == load_recipe(recipe).hash()
     assert frozen.environment["device"] == "cpu"
     assert "Traceback" not in result.stdout + result.stderr
+    report = json.loads((run.report / "report.json").read_text())
+    assert report["verdict"] == "fail"  # perplexity passes, exact match cannot after 30 steps
+    perplexity, exact = report["objectives"]
+    assert perplexity["passed"] and perplexity["tuned"] < perplexity["base"]
+    assert not exact["passed"] and exact["margin"] < 0
+    assert report["metrics"]["tuned"]["perplexity"] < report["metrics"]["base"]["perplexity"]
+    assert {"rouge_l", "bleu", "chrf", "loss"} <= report["metrics"]["tuned"].keys()
+    assert (
+        report["samples"]["shown"]
+        and {"input", "reference", "base", "tuned"} <= report["samples"]["shown"][0].keys()
+    )
+    assert set(report["bias"]) >= {"data_audit", "counterfactual", "paired"}
+    markdown = (run.report / "report.md").read_text()
+    assert "## Objectives" in markdown and "FAIL" in markdown and "## Bias" in markdown
+    assert [e["model"] for e in events_of(run, "eval") if "model" in e] == ["base", "tuned"]
 
 
 def test_adapter_reloads_with_the_same_logits(tiny_recipe, tmp_path: Path) -> None:

@@ -92,7 +92,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             lines.append(f"| **{label}** | " + " | ".join(str(v) for v in row) + " |")
         lines.append("")
     lines += _samples_markdown(report["samples"])
-    lines += _bias_section(report.get("bias", {}))
+    lines += _bias_section(report["bias"])
     return "\n".join(lines) + "\n"
 
 
@@ -111,14 +111,6 @@ def _samples_markdown(samples: dict[str, list[dict]]) -> list[str]:
 
 
 def _bias_section(bias: dict[str, Any]) -> list[str]:
-    lines = ["## Bias", ""]
-    if bias.get("status") in ("disabled", "not_available"):
-        reason = bias.get("reason", "disabled in the recipe ([bias] enabled = false)")
-        return lines + [
-            f"Not part of this report: {reason}.",
-        ]
-    try:
-        from tuner_tui.evaluation.bias import bias_markdown
-    except ImportError:
-        return lines + ["```json", json.dumps(bias, indent=2, default=_json_default), "```", ""]
-    return lines + [bias_markdown(bias), ""]
+    from tuner_tui.evaluation.bias import bias_markdown
+
+    return [bias_markdown(bias), ""]

@@ -55,12 +55,21 @@ def load_eval_split(recipe: Recipe) -> EvalSplit:
         )
     part = parts[name]
     rows = part.select(range(min(len(part), recipe.evaluation.max_samples))).to_list()
-    text_col = detection.fields.get("text")
     label_col = detection.fields.get("label")
     train = parts["train"]
-    train_texts = train[text_col] if text_col else (json.dumps(r) for r in train)
+    train_texts = (user_text(row, detection) for row in train)
     train_labels = [str(v) for v in train[label_col]] if label_col else None
     return EvalSplit(name, rows, detection, train_texts, train_labels)
+
+
+def user_text(row: dict[str, Any], detection: Detection) -> str:
+    """What the user wrote in a row: the text to classify, the prompt, or the first user turn."""
+    f = detection.fields
+    if detection.format in ("classification", "text"):
+        return str(row[f["text"]] or "")
+    if detection.format == "prompt_completion":
+        return str(row[f["prompt"]] or "")
+    return next((m["content"] for m in to_messages(row, detection) if m["role"] == "user"), "")
 
 
 def _load_models(recipe: Recipe, run: RunDir, device: str) -> tuple[Any, dict[str, Any]]:
@@ -291,28 +300,19 @@ def evaluate_run(
         "objectives": objectives,
         "metrics": metrics,
         "samples": _rank_samples(samples, rank_key),
-        "bias": _bias(recipe, split, scorers, models, tokenizer, pairs_file),
+        "bias": _bias(recipe, split, scorers, pairs_file),
     }
     write_report(report, run.report)
     return report
 
 
 def _bias(
-    recipe: Recipe,
-    split: EvalSplit,
-    scorers: dict[str, Any],
-    models: dict[str, Any],
-    tokenizer: Any,
-    pairs_file: Path | None,
+    recipe: Recipe, split: EvalSplit, scorers: dict[str, Any], pairs_file: Path | None
 ) -> dict[str, Any]:
-    if not recipe.bias.enabled:
-        return {"status": "disabled"}
-    try:
-        from tuner_tui.evaluation.bias import bias_report
-    except ImportError:
-        return {"status": "not_available", "reason": "the bias report module is not installed in this build"}
-    text_col = split.detection.fields.get("text")
-    test_texts = [str(r[text_col] or "") for r in split.rows] if text_col else []
+    from tuner_tui.evaluation.bias import bias_report
+
+    test_texts = [user_text(row, split.detection) for row in split.rows]
+    pairs = pairs_file or (Path(recipe.bias.pairs_file) if recipe.bias.pairs_file else None)
     return bias_report(
         config=recipe.bias,
         task=recipe.model.task,
@@ -321,45 +321,6 @@ def _bias(
         train_texts=split.train_texts,
         train_labels=split.train_labels,
         test_texts=test_texts,
-        pairs_file=pairs_file,
+        pairs_path=pairs,
+        max_pairs=recipe.evaluation.max_samples,
     )
-
-
-def reevaluate(run: RunDir, pairs_file: Path | None = None) -> dict[str, Any]:
-    """`tuner eval RUN_DIR`: evaluate a finished run again, in this process, into its report/."""
-    import os
-
-    from tuner_tui.recipe import load_recipe
-    from tuner_tui.runs.state import process_start_time, read_raw_state, worker_alive, write_state
-    from tuner_tui.training.run import resolve_device
-
-    state = read_raw_state(run.state)
-    if worker_alive(state):
-        raise TunerError(
-            f"The run {run.root} is still running (pid {state.get('pid')}); evaluate it when it ends."
-        )
-    if not (run.adapter / "adapter_config.json").exists() and not (run.adapter / "config.json").exists():
-        raise TunerError(
-            f"The run {run.root} has no trained adapter in {run.adapter} (phase {state.get('phase')}): "
-            f"finish training first (tuner run --resume {run.root})."
-        )
-    if pairs_file is not None and not Path(pairs_file).is_file():
-        raise TunerError(
-            f"The pairs file {pairs_file} does not exist. Pass a CrowS-Pairs-format CSV to --pairs."
-        )
-    recipe = load_recipe(run.recipe)
-    previous = state.get("phase", "completed")
-    with EventWriter(run.events) as events:
-        write_state(
-            run.state, phase="evaluating", pid=os.getpid(), pid_started=process_start_time(os.getpid())
-        )
-        events.emit("status", phase="evaluating", by="tuner eval")
-        try:
-            report = evaluate_run(recipe, run, events, resolve_device(recipe.training.device), pairs_file)
-        except BaseException:
-            write_state(run.state, phase=previous)
-            events.emit("status", phase=previous, by="tuner eval (evaluation failed)")
-            raise
-        write_state(run.state, phase="completed", verdict=report["verdict"])
-        events.emit("status", phase="completed", verdict=report["verdict"], by="tuner eval")
-    return report

@@ -65,6 +65,10 @@ def create_run(recipe_path: Path, runs_dir: Path) -> RunDir:
     # The frozen copy must run from any folder: local paths become absolute.
     recipe.data.path = absolute_if_local(recipe.data.path, base)
     recipe.model.name_or_path = absolute_if_local(recipe.model.name_or_path, base)
+    if recipe.bias.probes != "builtin":
+        recipe.bias.probes = absolute_if_local(recipe.bias.probes, base)
+    if recipe.bias.pairs_file:
+        recipe.bias.pairs_file = absolute_if_local(recipe.bias.pairs_file, base)
     recipe.environment = {"source_recipe": str(recipe_path.resolve()), "recipe_hash": recipe_hash}
     run_id = new_run_id(recipe.project.name, recipe_hash)
     for attempt in range(1, 100):
