@@ -157,6 +157,9 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     warnings.filterwarnings("ignore", category=FutureWarning)
+    from datasets.utils.logging import disable_progress_bar
+
+    disable_progress_bar()
 
 
 def _not_yet(command: str) -> None:
@@ -167,9 +170,45 @@ def _not_yet(command: str) -> None:
 
 
 @app.command()
-def inspect(data: Annotated[str, typer.Argument(help="Data file, folder or hub id.")]) -> None:
+def inspect(
+    data: Annotated[str, typer.Argument(help="Data file, folder, save_to_disk folder or hub id.")],
+    recipe: Annotated[
+        Path | None,
+        typer.Option("--recipe", "-r", help="Use this recipe's format, fields, tokenizer and max_length."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    skip_bad_rows: Annotated[
+        bool, typer.Option("--skip-bad-rows", help="Skip and count malformed rows instead of stopping.")
+    ] = False,
+) -> None:
     """Inspect a dataset: format, token lengths, duplicates, PII, labels."""
-    _not_yet("inspect")
+    import json
+
+    _quiet_libraries()
+    from tuner_tui.data.render import render_report
+    from tuner_tui.data.report import inspect_dataset
+
+    tokenizer, data_config, max_length, base_dir = None, None, None, None
+    if recipe is not None:
+        from tuner_tui.modeling.loading import load_tokenizer
+        from tuner_tui.recipe import load_recipe
+
+        loaded = load_recipe(recipe)
+        data_config, max_length, base_dir = loaded.data, loaded.training.max_length, recipe.resolve().parent
+        tokenizer = load_tokenizer(loaded.model, base_dir)
+    with err_console.status(f"Inspecting {data}..."):
+        report = inspect_dataset(
+            data,
+            recipe_data=data_config,
+            tokenizer=tokenizer,
+            max_length=max_length,
+            base_dir=base_dir,
+            skip_bad_rows=skip_bad_rows,
+        )
+    if as_json:
+        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+    else:
+        render_report(report, console)
 
 
 @app.command()

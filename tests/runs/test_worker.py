@@ -129,6 +129,11 @@ def test_end_to_end_run_completes_with_events_and_lock(tiny_recipe, tmp_path: Pa
     markdown = (run.report / "report.md").read_text()
     assert "## Objectives" in markdown and "FAIL" in markdown and "## Bias" in markdown
     assert [e["model"] for e in events_of(run, "eval") if "model" in e] == ["base", "tuned"]
+    (run.report / "report.json").unlink()
+    again = subprocess.run([*TUNER, "eval", str(run.root)], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 3, again.stdout + again.stderr  # objectives not met
+    assert "FAIL" in again.stdout and json.loads((run.report / "report.json").read_text())["verdict"] == "fail"
+    assert read_raw_state(run.state)["phase"] == "completed"
 
 
 def test_adapter_reloads_with_the_same_logits(tiny_recipe, tmp_path: Path) -> None:

@@ -324,3 +324,43 @@ def _bias(
         pairs_path=pairs,
         max_pairs=recipe.evaluation.max_samples,
     )
+
+
+def reevaluate(run: RunDir, pairs_file: Path | None = None) -> dict[str, Any]:
+    """`tuner eval RUN_DIR`: evaluate a finished run again, in this process, into its report/."""
+    import os
+
+    from tuner_tui.recipe import load_recipe
+    from tuner_tui.runs.state import process_start_time, read_raw_state, worker_alive, write_state
+    from tuner_tui.training.run import resolve_device
+
+    state = read_raw_state(run.state)
+    if worker_alive(state):
+        raise TunerError(
+            f"The run {run.root} is still running (pid {state.get('pid')}); evaluate it when it ends."
+        )
+    if not (run.adapter / "adapter_config.json").exists() and not (run.adapter / "config.json").exists():
+        raise TunerError(
+            f"The run {run.root} has no trained adapter in {run.adapter} (phase {state.get('phase')}): "
+            f"finish training first (tuner run --resume {run.root})."
+        )
+    if pairs_file is not None and not Path(pairs_file).is_file():
+        raise TunerError(
+            f"The pairs file {pairs_file} does not exist. Pass a CrowS-Pairs-format CSV to --pairs."
+        )
+    recipe = load_recipe(run.recipe)
+    previous = state.get("phase", "completed")
+    with EventWriter(run.events) as events:
+        write_state(
+            run.state, phase="evaluating", pid=os.getpid(), pid_started=process_start_time(os.getpid())
+        )
+        events.emit("status", phase="evaluating", by="tuner eval")
+        try:
+            report = evaluate_run(recipe, run, events, resolve_device(recipe.training.device), pairs_file)
+        except BaseException:
+            write_state(run.state, phase=previous)
+            events.emit("status", phase=previous, by="tuner eval (evaluation failed)")
+            raise
+        write_state(run.state, phase="completed", verdict=report["verdict"])
+        events.emit("status", phase="completed", verdict=report["verdict"], by="tuner eval")
+    return report

@@ -1,0 +1,84 @@
+"""The headless commands as a user runs them: output, JSON contracts, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+TUNER = [sys.executable, "-m", "tuner_tui.cli"]
+JSON_KEYS = {
+    "format",
+    "rows",
+    "fields",
+    "exact_duplicates",
+    "near_duplicate_clusters",
+    "pii",
+    "char_lengths",
+    "token_lengths",
+    "labels",
+}
+
+
+def tuner(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*TUNER, *args], capture_output=True, text=True, timeout=300)
+
+
+def test_inspect_json_has_the_contract_keys(tmp_path: Path) -> None:
+    data = tmp_path / "tickets.jsonl"
+    rows = [
+        {"text": f"refund for order {i}, mail me at ann{i}@example.com", "label": "refund"} for i in range(6)
+    ]
+    rows += [{"text": "my card was stolen", "label": "card"}] * 3
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = tuner("inspect", str(data), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert JSON_KEYS <= report.keys()
+    assert report["format"] == "classification" and report["rows"] == 9
+    assert report["fields"] == {"text": "text", "label": "label"}
+    assert report["exact_duplicates"] == 2 and report["pii"]["email"] == 6
+    assert report["labels"] == {"refund": 6, "card": 3}
+    assert {"min", "p50", "p95", "max"} <= report["token_lengths"].keys()
+
+
+def test_inspect_renders_tables_and_uses_the_recipe_tokenizer(tiny_assets) -> None:
+    from tests.tiny import write_recipe
+
+    recipe = write_recipe(
+        tiny_assets["data"].with_name("inspect-recipe.toml"), tiny_assets["data"], tiny_assets["model"]
+    )
+    result = tuner("inspect", str(tiny_assets["data"]), "--recipe", str(recipe))
+    assert result.returncode == 0, result.stderr
+    assert "alpaca" in result.stdout and "tokenizer" in result.stdout
+    assert "whitespace" not in result.stdout.split("tokens:")[1].splitlines()[0]
+
+
+def test_inspect_bad_line_names_file_and_line_and_skip_counts_it(tmp_path: Path) -> None:
+    data = tmp_path / "broken.jsonl"
+    data.write_text('{"text": "fine"}\n{"text": broken\n{"text": "also fine"}\n')
+    result = tuner("inspect", str(data))
+    assert result.returncode == 2
+    assert f"{data}:2" in result.stderr and "--skip-bad-rows" in result.stderr
+    assert "Traceback" not in result.stderr
+    skipped = tuner("inspect", str(data), "--skip-bad-rows", "--json")
+    assert skipped.returncode == 0, skipped.stderr
+    assert json.loads(skipped.stdout)["rows"] == 2
+
+
+def test_inspect_missing_path_is_a_clear_error(tmp_path: Path) -> None:
+    result = tuner("inspect", str(tmp_path / "nope.jsonl"))
+    assert result.returncode == 2 and "does not exist" in result.stderr
+
+
+def test_runs_lists_nothing_in_an_empty_folder(tmp_path: Path) -> None:
+    result = tuner("runs", "--runs-dir", str(tmp_path))
+    assert result.returncode == 0 and "No runs" in result.stdout
+
+
+def test_attach_and_stop_on_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
+    for command in ("attach", "stop", "eval"):
+        result = tuner(command, str(tmp_path))
+        assert result.returncode == 2, (command, result.stderr)
+        assert "not a run directory" in result.stderr
