@@ -116,16 +116,26 @@ def resolve_format(
     fields: Mapping[str, str],
     columns: Sequence[str],
     sample_rows: Sequence[Mapping[str, Any]],
+    *,
+    allow_untrainable: bool = False,
 ) -> Detection:
     """The recipe's format and fields, with 'auto' detected and missing roles defaulted;
-    checks that mapped columns exist."""
+    checks that mapped columns exist.
+
+    Args:
+        fmt: The recipe's [data] format ('auto' detects it).
+        fields: The recipe's role -> column overrides.
+        columns: The dataset's columns.
+        sample_rows: A few rows, to look inside list columns.
+        allow_untrainable: Accept preference pairs (inspection reports them; training cannot).
+    """
     if fmt == "auto":
         detection = detect_format(columns, sample_rows)
         detection.fields.update(fields)
     else:
         mapped = {k: v for k, v in DEFAULT_FIELDS[fmt].items() if v in columns}
         detection = Detection(fmt, {**mapped, **fields}, ["format set in the recipe"])
-    if detection.format == "preference":
+    if detection.format == "preference" and not allow_untrainable:
         raise TunerError(
             "The data holds preference pairs (prompt/chosen/rejected): tuner recognises them but "
             "cannot train on them yet (that needs DPO/KTO). Use SFT data, or keep only 'chosen' "
@@ -139,6 +149,7 @@ def resolve_format(
         "prompt_completion": ("prompt", "completion"),
         "text": ("text",),
         "classification": ("text", "label"),
+        "preference": ("prompt", "chosen", "rejected"),
     }[detection.format]
     for role in required:
         column = detection.fields.get(role)

@@ -1,0 +1,344 @@
+"""Inspect a dataset: one pass over its Arrow batches, summarised in a JSON-serialisable DataReport.
+
+What is kept per row is numbers only (lengths, a 64-bit hash, a MinHash signature); texts are looked
+at batch by batch and only a handful of examples are kept, masked.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tuner_tui.data import pii
+from tuner_tui.data.dedup import MinHasher, exact_keys, first_occurrences, near_duplicates
+from tuner_tui.data.formats import TRAINABLE_FORMATS, Detection, resolve_format, to_messages
+from tuner_tui.data.load import LoadInfo, load_data
+from tuner_tui.data.text import arrow_batches, as_text, identity_text, row_text, text_columns, word_counts
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+    from tuner_tui.recipe import DataConfig
+
+SNIPPET_CHARS = 160
+EXAMPLES_PER_KIND = 3
+EXTREMES = 5
+HISTOGRAM_BINS = 12
+WHITESPACE_LABEL = "whitespace words (no tokenizer given)"
+_CHAT_FORMATS = ("alpaca", "sharegpt", "messages")
+
+
+def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
+    """`text` on one line, PII masked, cut to `limit` characters."""
+    flat = " ".join(pii.mask_text(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def length_summary(values: np.ndarray) -> dict[str, Any]:
+    """min, p50, p95, max, mean and a histogram (the last bin also holds everything above p99)."""
+    if len(values) == 0:
+        return {"min": None, "p50": None, "p95": None, "max": None, "mean": None, "histogram": None}
+    low, high = int(values.min()), int(np.percentile(values, 99, method="higher"))
+    high = max(high, low + 1)
+    counts, edges = np.histogram(np.clip(values, low, high), bins=HISTOGRAM_BINS, range=(low, high))
+    return {
+        "min": low,
+        "p50": int(np.percentile(values, 50, method="nearest")),
+        "p95": int(np.percentile(values, 95, method="nearest")),
+        "max": int(values.max()),
+        "mean": round(float(values.mean()), 1),
+        "histogram": {"edges": [round(float(e), 1) for e in edges], "counts": counts.tolist()},
+    }
+
+
+@dataclass
+class DataReport:
+    """What `inspect_dataset` found. `to_json()` is the contract other tools read."""
+
+    source: str
+    load: dict[str, Any]
+    detection: Detection
+    trainable: bool
+    rows: int
+    columns: dict[str, str]
+    field_counts: dict[str, dict[str, int]]
+    empty_turns: int | None
+    char_lengths: dict[str, Any]
+    token_lengths: dict[str, Any]
+    truncation: dict[str, Any] | None
+    labels: dict[str, int] | None
+    label_imbalance_ratio: float | None
+    exact_duplicates: int
+    exact_duplicate_examples: list[str]
+    near_duplicate_clusters: int | None
+    near_duplicate_rows: int | None
+    near_duplicate_threshold: float
+    near_duplicate_examples: list[list[str]]
+    pii: dict[str, int]
+    pii_rows: int
+    pii_examples: dict[str, list[str]]
+    shortest: list[dict[str, Any]]
+    longest: list[dict[str, Any]]
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-serialisable dict; keys listed in the issue are always present."""
+        return {
+            "source": self.source,
+            "load": self.load,
+            "format": self.detection.format,
+            "trainable": self.trainable,
+            "fields": dict(self.detection.fields),
+            "evidence": list(self.detection.evidence),
+            "rows": self.rows,
+            "columns": self.columns,
+            "field_counts": self.field_counts,
+            "empty_turns": self.empty_turns,
+            "char_lengths": self.char_lengths,
+            "token_lengths": self.token_lengths,
+            "truncation": self.truncation,
+            "labels": self.labels,
+            "label_imbalance_ratio": self.label_imbalance_ratio,
+            "exact_duplicates": self.exact_duplicates,
+            "exact_duplicate_examples": self.exact_duplicate_examples,
+            "near_duplicate_clusters": self.near_duplicate_clusters,
+            "near_duplicate_rows": self.near_duplicate_rows,
+            "near_duplicate_threshold": self.near_duplicate_threshold,
+            "near_duplicate_examples": self.near_duplicate_examples,
+            "pii": self.pii,
+            "pii_rows": self.pii_rows,
+            "pii_examples": self.pii_examples,
+            "shortest": self.shortest,
+            "longest": self.longest,
+            "warnings": self.warnings,
+        }
+
+
+class _TokenCounter:
+    """Counts tokens per row the way training will see them (chat template applied), or words."""
+
+    def __init__(self, tokenizer: Any, detection: Detection):
+        self.tokenizer = tokenizer
+        self.detection = detection
+        self.template: str | None = None
+        if tokenizer is None:
+            self.label = WHITESPACE_LABEL
+            return
+        name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
+        if detection.format in _CHAT_FORMATS:
+            if getattr(tokenizer, "chat_template", None):
+                self.label = f"tokenizer {name} with chat template"
+            else:
+                from tuner_tui.modeling.loading import FALLBACK_CHAT_TEMPLATE
+
+                self.template = FALLBACK_CHAT_TEMPLATE
+                self.label = f"tokenizer {name} with fallback chat template (it has none)"
+        else:
+            self.label = f"tokenizer {name} ({detection.format} rows as plain text, special tokens added)"
+
+    def count(self, table: pa.Table, texts: pa.Array) -> np.ndarray:
+        if self.tokenizer is None:
+            return word_counts(texts).to_numpy(zero_copy_only=False)
+        tok = self.tokenizer
+        if self.detection.format in _CHAT_FORMATS:
+            rendered = [
+                tok.apply_chat_template(
+                    to_messages(row, self.detection), tokenize=False, chat_template=self.template
+                )
+                for row in table.to_pylist()
+            ]
+            ids = tok(rendered, add_special_tokens=False)["input_ids"]
+        else:
+            eos = tok.eos_token or ""
+            extra = [eos] * len(texts) if self.detection.format in ("text", "prompt_completion") else None
+            plain = texts.to_pylist()
+            ids = tok([t + e for t, e in zip(plain, extra, strict=True)] if extra else plain)["input_ids"]
+        return np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+
+
+def _detect(dataset: Dataset, recipe_data: DataConfig | None) -> Detection:
+    sample = dataset.select(range(min(len(dataset), 20))).to_list()
+    fmt = recipe_data.format if recipe_data else "auto"
+    fields = recipe_data.fields if recipe_data else {}
+    return resolve_format(fmt, fields, dataset.column_names, sample, allow_untrainable=True)
+
+
+def _empty_elements(array: pa.Array) -> int:
+    """Turns (list elements) whose text is blank, for chat columns."""
+    if not (pa.types.is_list(array.type) or pa.types.is_large_list(array.type)):
+        return 0
+    values = pc.list_flatten(array)
+    return int(pc.sum(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(as_text(values))), 0)).as_py() or 0)
+
+
+def inspect_dataset(
+    path_or_dataset: str | Path | Dataset,
+    *,
+    recipe_data: DataConfig | None = None,
+    tokenizer: Any = None,
+    max_length: int | None = None,
+    base_dir: Path | None = None,
+    skip_bad_rows: bool = False,
+    near_duplicate_threshold: float = 0.8,
+    find_near_duplicates: bool = True,
+) -> DataReport:
+    """Load (if given a path), detect the format and profile the data.
+
+    Args:
+        path_or_dataset: A data path (as in [data] path) or a loaded `datasets.Dataset`.
+        recipe_data: The recipe's [data] table: its format and fields override detection.
+        tokenizer: The chosen model's tokenizer; token lengths then use its chat template.
+            Without one, lengths are whitespace words, and labelled as such.
+        max_length: Report the share of rows longer than this many tokens.
+        base_dir: Folder relative paths are resolved against.
+        skip_bad_rows: Skip (and count) malformed JSON Lines instead of failing.
+        near_duplicate_threshold: Jaccard similarity of word 3-shingles for near duplicates.
+        find_near_duplicates: Set False to skip MinHash clustering (the slowest part).
+
+    Returns:
+        The DataReport.
+    """
+    if isinstance(path_or_dataset, (str, Path)):
+        dataset, info = load_data(str(path_or_dataset), base_dir, skip_bad_rows=skip_bad_rows)
+    else:
+        dataset, info = path_or_dataset, LoadInfo(source="(dataset)", builder="in memory")
+    detection = _detect(dataset, recipe_data)
+    columns = dataset.column_names
+    content_cols = text_columns(detection, columns)
+    mapped_cols = [c for c in detection.fields.values() if c in columns]
+    label_col = detection.fields.get("label") if detection.format == "classification" else None
+    counter = _TokenCounter(tokenizer, detection)
+    hasher = MinHasher() if find_near_duplicates else None
+
+    char_parts, token_parts, key_parts, sig_parts = [], [], [], []
+    field_counts = {
+        role: {"missing": 0, "empty": 0} for role, col in detection.fields.items() if col in columns
+    }
+    empty_turns = 0
+    labels: Counter[str] = Counter()
+    pii_counts: Counter[str] = Counter()
+    pii_examples: dict[str, list[str]] = {}
+    pii_rows = 0
+    for table in arrow_batches(dataset):
+        texts = row_text(table, content_cols)
+        char_parts.append(pc.utf8_length(texts).to_numpy(zero_copy_only=False))
+        token_parts.append(counter.count(table, texts))
+        key_parts.append(exact_keys(identity_text(table, mapped_cols)))
+        if hasher is not None:
+            sig_parts.append(hasher.signatures(texts))
+        for role, counts in field_counts.items():
+            column = table.column(detection.fields[role])
+            counts["missing"] += column.null_count
+            blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(as_text(column))), 0)
+            counts["empty"] += int(pc.sum(blank).as_py() or 0) - column.null_count
+            if role in ("messages", "conversations"):
+                empty_turns += sum(_empty_elements(chunk) for chunk in column.chunks)
+        if label_col:
+            for item in pc.value_counts(table.column(label_col)).to_pylist():
+                labels[str(item["values"])] += item["counts"]
+        candidates = pii.candidate_mask(texts)
+        for text in texts.filter(candidates).to_pylist():
+            hits = pii.find_pii(text)
+            pii_rows += bool(hits)
+            for hit in hits:
+                pii_counts[hit.kind] += 1
+                shown = pii_examples.setdefault(hit.kind, [])
+                if len(shown) < EXAMPLES_PER_KIND:
+                    start = max(0, hit.start - 30)
+                    shown.append(snippet(text[start : hit.end + 30]))
+
+    rows = len(dataset)
+    chars = np.concatenate(char_parts) if char_parts else np.zeros(0, np.int64)
+    tokens = np.concatenate(token_parts) if token_parts else np.zeros(0, np.int64)
+    keys = np.concatenate(key_parts) if key_parts else np.zeros(0, np.uint64)
+    first = first_occurrences(keys)
+    warnings: list[str] = []
+
+    near = None
+    near_examples: list[list[str]] = []
+    if hasher is not None and rows:
+        near = near_duplicates(np.concatenate(sig_parts), near_duplicate_threshold, candidates=first)
+        sizes = near.cluster_sizes()
+        for root in sorted(sizes, key=lambda r: -sizes[r])[:3]:
+            members = np.flatnonzero(near.roots == root)[:3]
+            near_examples.append(_row_snippets(dataset, members.tolist(), content_cols))
+
+    duplicate_rows = np.flatnonzero(~first)[:3].tolist()
+    order = np.argsort(chars, kind="stable")
+    truncation = None
+    if max_length:
+        over = int((tokens > max_length).sum())
+        truncation = {
+            "max_length": max_length,
+            "rows_over": over,
+            "share": round(over / rows, 4) if rows else 0.0,
+        }
+        if rows and over / rows > 0.05:
+            warnings.append(
+                f"{over / rows:.0%} of rows are longer than max_length = {max_length} and will be cut."
+            )
+    imbalance = None
+    if label_col:
+        if len(labels) < 2:
+            warnings.append(
+                f"The label column '{label_col}' has {len(labels)} distinct value(s): "
+                "a classifier needs 2 or more."
+            )
+        elif labels:
+            imbalance = round(max(labels.values()) / min(labels.values()), 2)
+    if detection.format not in TRAINABLE_FORMATS:
+        warnings.append(f"'{detection.format}' data is recognised but cannot be trained on yet.")
+    if info.skipped_rows:
+        warnings.append(f"{info.skipped_rows} malformed row(s) were skipped while loading.")
+    token_summary = length_summary(tokens)
+    token_summary["counted_with"] = counter.label
+    return DataReport(
+        source=info.source,
+        load=info.to_json(),
+        detection=detection,
+        trainable=detection.format in TRAINABLE_FORMATS,
+        rows=rows,
+        columns={f.name: str(f.type) for f in dataset.features.arrow_schema},
+        field_counts=field_counts,
+        empty_turns=empty_turns if detection.format in ("messages", "sharegpt") else None,
+        char_lengths=length_summary(chars),
+        token_lengths=token_summary,
+        truncation=truncation,
+        labels=dict(labels.most_common()) if label_col else None,
+        label_imbalance_ratio=imbalance,
+        exact_duplicates=int((~first).sum()),
+        exact_duplicate_examples=_row_snippets(dataset, duplicate_rows, content_cols),
+        near_duplicate_clusters=len(near.cluster_sizes()) if near is not None else None,
+        near_duplicate_rows=int((~near.keep_mask() & first).sum()) if near is not None else None,
+        near_duplicate_threshold=near_duplicate_threshold,
+        near_duplicate_examples=near_examples,
+        pii=dict(pii_counts.most_common()),
+        pii_rows=pii_rows,
+        pii_examples=pii_examples,
+        shortest=_extremes(dataset, order[:EXTREMES].tolist(), chars, tokens, content_cols),
+        longest=_extremes(dataset, order[::-1][:EXTREMES].tolist(), chars, tokens, content_cols),
+        warnings=warnings,
+    )
+
+
+def _row_snippets(dataset: Dataset, rows: list[int], columns: list[str]) -> list[str]:
+    if not rows:
+        return []
+    table = dataset.select(rows).with_format("arrow")[:]
+    return [snippet(t) for t in row_text(table, columns).to_pylist()]
+
+
+def _extremes(
+    dataset: Dataset, rows: list[int], chars: np.ndarray, tokens: np.ndarray, columns: list[str]
+) -> list[dict[str, Any]]:
+    texts = _row_snippets(dataset, rows, columns)
+    return [
+        {"row": r, "chars": int(chars[r]), "tokens": int(tokens[r]), "text": t}
+        for r, t in zip(rows, texts, strict=True)
+    ]
