@@ -1,11 +1,195 @@
-"""Step 4, Training: the training loop settings, and (later) the live view of a run."""
+"""Step 4, Training: the loop's settings, and the live dashboard of the run being followed.
+
+Attach and live are one code path: whichever run the App follows (`TunerApp.run_dir`, from
+`--attach` or from a run started here), this screen replays its `events.jsonl` from the first
+byte and then tails it. A thread worker does all file I/O and posts batches of events; the
+screen folds them into a `RunView` and redraws at most a few times a second, only what changed.
+The viewer owns nothing: leaving or quitting never touches the run.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import math
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.message import Message
+from textual.widgets import Button, ProgressBar, Sparkline, Static
+from textual.worker import get_current_worker
+
+from tuner_tui.errors import TunerError
 from tuner_tui.recipe import Recipe
+from tuner_tui.runs.events import read_events
+from tuner_tui.runs.layout import RunDir
+from tuner_tui.runs.state import ACTIVE_PHASES, CRASHED, read_state
 from tuner_tui.screens.step import StepScreen
+from tuner_tui.widgets.checkpoint_list import CheckpointList
+from tuner_tui.widgets.gauges import GaugePanel, telemetry_gauges
+from tuner_tui.widgets.log_tail import LogFollower, LogTail
+from tuner_tui.widgets.series import Series, Trace
+from tuner_tui.widgets.value_table import ValueTable
+
+if TYPE_CHECKING:
+    from tuner_tui.widgets.run_charts import MetricChart
+
+POLL_S = 0.2
+"""How often the follower looks for new events (a stat call when nothing changed)."""
+STATE_POLL_S = 1.0
+"""How often it re-reads state.json: the only way to learn that a worker died silently."""
+REDRAW_S = 0.25
+"""At most this often the dashboard redraws, however fast events arrive."""
+BATCH = 2000
+"""Most events in one message: replaying a long run must not block the event loop in one go."""
+
+
+# --- messages (posted by the follow worker, handled on the event loop) ------------------------
+
+
+@dataclass
+class EventsArrived(Message):
+    """New complete events from the run's events.jsonl, in order (never coalesced)."""
+
+    run: Path
+    events: list[dict[str, Any]]
+
+
+@dataclass
+class RunStateRead(Message):
+    """state.json as a viewer sees it (phase `crashed` when the worker is gone)."""
+
+    run: Path
+    state: dict[str, Any]
+
+
+@dataclass
+class LogLinesRead(Message):
+    """New lines at the end of worker.log; `replace` when they are the whole tail."""
+
+    run: Path
+    lines: list[str]
+    replace: bool
+
+
+@dataclass
+class RunUnreadable(Message):
+    """The path to follow is not a run directory."""
+
+    run: Path
+    message: str
+
+
+@dataclass
+class RunPhaseChanged(Message):
+    """The phase shown for the followed run changed (bubbles to the App, which enables or
+    disables stop and save-now)."""
+
+    run: Path
+    phase: str | None
+
+
+# --- the run as folded from its events ---------------------------------------------------------
+
+
+def _number(value: Any) -> float | None:
+    """A numeric event field; events.jsonl spells non-finite floats as "nan"/"inf"/"-inf"."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if value in ("nan", "inf", "-inf"):
+        return float(value)
+    return None
+
+
+@dataclass
+class RunView:
+    """Everything the dashboard shows, folded from a run's events. Every loss point is kept;
+    the series summarise themselves for plotting."""
+
+    phase: str | None = None
+    metric: dict[str, Any] = field(default_factory=dict)
+    """The newest metric event."""
+    max_steps: int | None = None
+    loss: Series = field(default_factory=Series)
+    lr: Series = field(default_factory=Series)
+    grad_norm: Series = field(default_factory=Series)
+    eval_loss: Series = field(default_factory=Series)
+    final_evals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Evaluation of whole models after training, by model ('base', 'tuned')."""
+    telemetry: dict[str, Any] | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    events: int = 0
+
+    def fold(self, events: Iterable[Mapping[str, Any]]) -> set[str]:
+        """Take these events in; returns the parts of the dashboard that changed."""
+        changed: set[str] = set()
+        for event in events:
+            self.events += 1
+            kind = event.get("type")
+            if kind == "metric":
+                step = _number(event.get("step"))
+                if step is not None:
+                    for series, key in ((self.loss, "loss"), (self.lr, "lr"), (self.grad_norm, "grad_norm")):
+                        value = _number(event.get(key))
+                        if value is not None:
+                            series.append(step, value)
+                self.metric = dict(event)
+                if isinstance(event.get("max_steps"), int):
+                    self.max_steps = event["max_steps"]
+                changed.add("metric")
+            elif kind == "status":
+                self.phase = event.get("phase") or self.phase
+                if isinstance(event.get("max_steps"), int) and event["max_steps"] > 0:
+                    self.max_steps = event["max_steps"]
+                changed.add("phase")
+            elif kind == "eval":
+                if "model" in event:
+                    self.final_evals[str(event["model"])] = dict(event)
+                else:
+                    step, loss = _number(event.get("step")), _number(event.get("loss"))
+                    if step is not None and loss is not None:
+                        self.eval_loss.append(step, loss)
+                changed.add("metric")
+            elif kind == "telemetry":
+                self.telemetry = dict(event)
+                changed.add("telemetry")
+            elif kind == "error":
+                self.errors.append(dict(event))
+                changed.add("error")
+            elif kind == "checkpoint":
+                changed.add("checkpoint")
+        return changed
+
+
+def _fmt(value: Any, spec: str, unit: str = "") -> str:
+    number = _number(value)
+    if number is None:
+        return "-"
+    if not math.isfinite(number):
+        return str(value)
+    return format(number, spec) + unit
+
+
+def _duration(seconds: Any) -> str:
+    number = _number(seconds)
+    if number is None or not math.isfinite(number):
+        return "-"
+    minutes, secs = divmod(int(number), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+# --- the screen --------------------------------------------------------------------------------
 
 
 class TrainingScreen(StepScreen):
@@ -18,6 +202,308 @@ class TrainingScreen(StepScreen):
         "directory; this screen replays and follows that run's events (loss, throughput, "
         "checkpoints), and can stop it or save a checkpoint."
     )
+    CSS_PATH = ["step.tcss", "training.tcss"]
+    # Charts side by side only where both stay readable.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    BINDINGS = [
+        Binding("r", "app.start_run", "Start"),
+        Binding("s", "app.stop_run", "Stop"),
+        Binding("v", "app.save_now", "Save now"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.run_root: Path | None = None
+        """The run directory being followed (None: no run)."""
+        self.view = RunView()
+        self.state: dict[str, Any] = {}
+        self.unreadable: str | None = None
+        self._dirty: set[str] = set()
+        self._shown_phase: str | None = None
+
+    def compose_content(self) -> ComposeResult:
+        # plotext is imported here, not at module scope: the wizard starts without it.
+        from tuner_tui.widgets.run_charts import MetricChart
+
+        yield Static(self.STEP_TITLE, classes="step-title")
+        yield Static(self.INTRO, classes="step-intro", markup=False)
+        yield Static("No run yet.", id="run-name", markup=False)
+        with Horizontal(id="run-bar"):
+            yield Static("", id="phase")
+            yield Button("Start run", id="start", variant="primary", compact=True, tooltip="r")
+            yield Button("Stop", id="stop", variant="error", compact=True, tooltip="s")
+            yield Button("Save now", id="save-now", compact=True, tooltip="v")
+        yield Static("", id="start-problems")
+        yield Static("", id="run-error")
+        with Vertical(id="dashboard"):
+            with Horizontal(id="progress-row"):
+                yield ProgressBar(id="progress", show_eta=False)
+                yield Static("", id="progress-text", markup=False)
+            yield Static("", id="stats")
+            with Horizontal(id="grad-row"):
+                yield Static("grad norm", id="grad-label")
+                yield Sparkline([], id="grad-spark")
+            with Horizontal(id="charts"):
+                yield MetricChart("loss", id="loss-chart")
+                yield MetricChart("learning rate", id="lr-chart")
+            with Horizontal(id="panels"):
+                with Vertical(id="telemetry-box"):
+                    yield GaugePanel(id="telemetry")
+                with Vertical(id="checkpoints-box"):
+                    yield CheckpointList(id="checkpoints")
+            yield LogTail(id="log")
+        yield Static("", id="draft-note", markup=False)
+        yield Static("In the draft recipe (read-only for now):", id="values-caption")
+        yield ValueTable(id="values")
+        yield Static("", id="problems")
+
+    def on_mount(self) -> None:
+        # StepScreen.on_mount runs too (Textual dispatches on_mount along the MRO).
+        self.query_one("#telemetry-box").border_title = "Hardware"
+        self.query_one("#checkpoints-box").border_title = "Checkpoints"
+        self.query_one("#log", LogTail).border_title = "worker.log"
+        self.watch(self.app, "run_dir", self._run_dir_changed)
+        self.set_interval(REDRAW_S, self._redraw_if_dirty)
+        self._dirty |= {"phase", "metric", "telemetry", "error"}
+        self._redraw_if_dirty()
+
+    # --- which run ---------------------------------------------------------------------------
+
+    def _run_dir_changed(self, run_dir: Path | None) -> None:
+        root = Path(run_dir) if run_dir is not None else None
+        if root == self.run_root:
+            return
+        self.run_root = root
+        self.view = RunView()
+        self.state = {}
+        self.unreadable = None
+        self._shown_phase = None
+        self.query_one(CheckpointList).clear()
+        self.query_one(LogTail).clear()
+        self.workers.cancel_group(self, "follow")
+        if root is not None:
+            self._follow(root)
+        self._dirty = {"metric", "phase", "telemetry", "error"}
+        self._redraw_if_dirty()
+
+    @work(thread=True, exclusive=True, group="follow", description="Follow a run directory")
+    def _follow(self, root: Path) -> None:
+        """Replay the run's events from the start, then tail them, its state and its log."""
+        worker = get_current_worker()
+        try:
+            run = RunDir.open(root)
+        except TunerError as error:
+            self.post_message(RunUnreadable(root, str(error)))
+            return
+        offset = 0
+        events_size = -1
+        log = LogFollower(run.log)
+        last_state: dict[str, Any] | None = None
+        next_state_at = 0.0
+        while not worker.is_cancelled:
+            now = time.monotonic()
+            if now >= next_state_at:
+                state = read_state(run.state)
+                next_state_at = now + STATE_POLL_S
+                # `updated` changes on every write; only what the dashboard shows matters.
+                key = {k: v for k, v in state.items() if k != "updated"}
+                if key != last_state:
+                    last_state = key
+                    self.post_message(RunStateRead(root, state))
+            try:
+                size = os.stat(run.events).st_size
+            except FileNotFoundError:
+                size = 0
+            if size != events_size:
+                events, new_offset = read_events(run.events, offset)
+                # Only advance past complete lines, so a half-written line is read again.
+                events_size = size if new_offset == size else -1
+                offset = new_offset
+                for start in range(0, len(events), BATCH):
+                    self.post_message(EventsArrived(root, events[start : start + BATCH]))
+            update = log.poll()
+            if update is not None:
+                self.post_message(LogLinesRead(root, *update))
+            time.sleep(POLL_S)
+
+    @on(EventsArrived)
+    def _events_arrived(self, message: EventsArrived) -> None:
+        if message.run != self.run_root:
+            return  # from a follower that was replaced by a newer one
+        self._dirty |= self.view.fold(message.events)
+        if "checkpoint" in self._dirty:
+            self.query_one(CheckpointList).add_events(message.events)
+            self._dirty.discard("checkpoint")
+        if self._dirty & {"phase", "error"}:
+            # Rare, and the user acts on them: no reason to wait for the next redraw tick.
+            self._redraw_if_dirty()
+
+    @on(RunStateRead)
+    def _state_read(self, message: RunStateRead) -> None:
+        if message.run != self.run_root:
+            return
+        self.state = message.state
+        self._dirty |= {"phase", "metric"}
+        self._redraw_if_dirty()
+
+    @on(LogLinesRead)
+    def _log_read(self, message: LogLinesRead) -> None:
+        if message.run == self.run_root:
+            self.query_one(LogTail).show_lines(message.lines, message.replace)
+
+    @on(RunUnreadable)
+    def _unreadable(self, message: RunUnreadable) -> None:
+        if message.run == self.run_root:
+            self.unreadable = message.message
+            self._dirty |= {"phase", "error"}
+            self._redraw_if_dirty()
+
+    # --- buttons (the keys are App actions, enabled by the App from RunPhaseChanged) -----------
+
+    @on(Button.Pressed, "#start")
+    async def _start_pressed(self) -> None:
+        await self.app.run_action("start_run")
+
+    @on(Button.Pressed, "#stop")
+    async def _stop_pressed(self) -> None:
+        await self.app.run_action("stop_run")
+
+    @on(Button.Pressed, "#save-now")
+    async def _save_pressed(self) -> None:
+        await self.app.run_action("save_now")
+
+    # --- drawing ----------------------------------------------------------------------------
+
+    @property
+    def phase(self) -> str | None:
+        """The phase shown: the events' latest, unless state.json says the worker is gone."""
+        if self.state.get("phase") == CRASHED:
+            return CRASHED
+        return self.view.phase or self.state.get("phase")
+
+    @property
+    def active(self) -> bool:
+        return self.phase in ACTIVE_PHASES
+
+    def _redraw_if_dirty(self) -> None:
+        dirty, self._dirty = self._dirty, set()
+        if not dirty:
+            return
+        if "phase" in dirty or "error" in dirty:
+            self._draw_run_bar()
+            self._draw_errors()
+        if "metric" in dirty:
+            self._draw_progress()
+            self._draw_charts()
+        if "telemetry" in dirty:
+            telemetry = self.view.telemetry
+            self.query_one(GaugePanel).set_gauges(telemetry_gauges(telemetry) if telemetry else [])
+
+    def _draw_run_bar(self) -> None:
+        root, phase = self.run_root, self.phase
+        name = self.query_one("#run-name", Static)
+        badge = self.query_one("#phase", Static)
+        name.update("No run yet." if root is None else f"Run {root.name}")
+        name.tooltip = None if root is None else str(root)
+        badge.update(phase or "")
+        badge.display = phase is not None
+        badge.set_classes(f"-{phase}" if phase else "")
+        badge.set_class(phase in ACTIVE_PHASES, "-active")
+        self.query_one("#dashboard").display = root is not None and self.unreadable is None
+        # Start is for when there is nothing running here; stop and save only act on a live run.
+        self.query_one("#start", Button).display = not self.active
+        for selector in ("#stop", "#save-now"):
+            button = self.query_one(selector, Button)
+            button.display = root is not None
+            button.disabled = not self.active
+        self._draw_start_problems()
+        if phase != self._shown_phase and root is not None:
+            self._shown_phase = phase
+            self.post_message(RunPhaseChanged(root, phase))
+        self.refresh_bindings()
+
+    def _draw_start_problems(self) -> None:
+        widget = self.query_one("#start-problems", Static)
+        draft = self.tuner.draft
+        if self.active or draft is None or not draft.problems:
+            widget.update("")
+            widget.display = False
+            return
+        count = f"{len(draft.problems)} problem" + ("s" if len(draft.problems) != 1 else "")
+        lines = [Content.styled(f"Cannot start a run: the draft recipe has {count}:", "bold $text-warning")]
+        lines.extend(Content(f"• {problem}") for problem in draft.problems)
+        widget.update(Content("\n").join(lines))
+        widget.display = True
+
+    def show_draft(self, draft: Any) -> None:
+        super().show_draft(draft)
+        self._draw_start_problems()
+
+    def _draw_errors(self) -> None:
+        widget = self.query_one("#run-error", Static)
+        parts: list[Text] = []
+        if self.unreadable is not None:
+            parts.append(Text(self.unreadable))
+        for error in self.view.errors[-3:]:
+            kind, message = error.get("kind", "error"), error.get("message", "")
+            parts.append(Text.assemble((f"{kind}: ", "bold"), str(message)))
+            if error.get("hint"):
+                parts.append(Text.assemble(("hint: ", "bold"), str(error["hint"])))
+        if self.phase == CRASHED and self.run_root is not None:
+            parts.append(
+                Text.assemble(
+                    ("crashed: ", "bold"),
+                    f"the worker (pid {self.state.get('pid')}) is gone while the run was "
+                    f"'{self.state.get('recorded_phase')}'. The last lines of worker.log are below; "
+                    f"continue from the last complete checkpoint with: tuner run --resume {self.run_root}",
+                )
+            )
+        widget.update(Text("\n").join(parts))
+        widget.display = bool(parts)
+
+    def _draw_progress(self) -> None:
+        view, metric = self.view, self.view.metric
+        step = metric.get("step", self.state.get("step", 0)) or 0
+        total = view.max_steps or self.state.get("max_steps")
+        self.query_one(ProgressBar).update(total=total or None, progress=step)
+        words = [f"step {step}/{total}" if total else f"step {step}"]
+        if "epoch" in metric:
+            words.append(f"epoch {_fmt(metric.get('epoch'), '.2f')}")
+        if self.active and metric.get("eta_s") is not None:
+            words.append(f"ETA {_duration(metric.get('eta_s'))}")
+        self.query_one("#progress-text", Static).update("  ·  ".join(words))
+
+        stats = Text()
+        loss = _number(metric.get("loss"))
+        loss_style = "bold red" if loss is not None and not math.isfinite(loss) else "bold"
+        stats.append("loss ", "dim").append(_fmt(metric.get("loss"), ".4f"), loss_style)
+        stats.append("  lr ", "dim").append(_fmt(metric.get("lr"), ".2e"))
+        stats.append("  grad norm ", "dim").append(_fmt(metric.get("grad_norm"), ".3f"))
+        stats.append("  tok/s ", "dim").append(_fmt(metric.get("tokens_per_s"), ",.0f"))
+        stats.append("  tokens ", "dim").append(_fmt(metric.get("tokens_seen"), ",.0f"))
+        if len(view.eval_loss):
+            stats.append("  eval loss ", "dim").append(_fmt(view.eval_loss.last, ".4f"))
+        for model, result in view.final_evals.items():
+            shown = ", ".join(
+                f"{key} {_fmt(result[key], '.4f')}"
+                for key in ("loss", "accuracy", "f1_macro", "perplexity", "rouge_l")
+                if key in result
+            )
+            stats.append(f"\n{model} model: ", "dim").append(shown or "-")
+        self.query_one("#stats", Static).update(stats)
+
+    def _draw_charts(self) -> None:
+        view = self.view
+        self.query_one("#grad-spark", Sparkline).data = view.grad_norm.plot_points()[1]
+        loss_traces = [Trace("train", *view.loss.plot_points(), color="cyan")]
+        if len(view.eval_loss):
+            loss_traces.append(Trace("eval", *view.eval_loss.plot_points(), points=True, color="orange"))
+        cast("MetricChart", self.query_one("#loss-chart")).show(loss_traces)
+        cast("MetricChart", self.query_one("#lr-chart")).show(
+            [Trace("lr", *view.lr.plot_points(), color="green")]
+        )
+
+    # --- the recipe values below the dashboard ------------------------------------------------
 
     def rows(self, recipe: Recipe) -> list[tuple[str, Any]]:
         training = recipe.training

@@ -10,20 +10,30 @@ worker process or lazily inside Textual workers.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib.resources
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
-from textual import on
-from textual.app import App
+from textual import on, work
+from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.message import Message
 from textual.reactive import var
+from textual.screen import Screen
 from tomlkit import TOMLDocument
 
 from tuner_tui.errors import EXIT_OK, TunerError
-from tuner_tui.recipe import Problem, Recipe, read_recipe
+from tuner_tui.paths import absolute_if_local
+from tuner_tui.recipe import Problem, Recipe, dumps_recipe, read_recipe, save_recipe
+from tuner_tui.runs import control
+from tuner_tui.runs.launcher import start_run
+from tuner_tui.runs.layout import RunDir
+from tuner_tui.runs.state import ACTIVE_PHASES
+from tuner_tui.screens.confirm import ConfirmModal
 from tuner_tui.screens.data import DataScreen
 from tuner_tui.screens.evaluation import EvaluationScreen
 from tuner_tui.screens.export import ExportScreen
@@ -31,9 +41,11 @@ from tuner_tui.screens.help import HelpScreen
 from tuner_tui.screens.model import ModelScreen
 from tuner_tui.screens.objective import ObjectiveScreen
 from tuner_tui.screens.step import StepScreen
-from tuner_tui.screens.training import TrainingScreen
+from tuner_tui.screens.training import RunPhaseChanged, TrainingScreen
 from tuner_tui.screens.welcome import WelcomeScreen
 from tuner_tui.widgets.step_sidebar import SidebarStep, StepSidebar, StepStatus
+
+DEMO_ORIGIN = "built-in demo"
 
 STEP_SCREENS: tuple[type[StepScreen], ...] = (
     WelcomeScreen,
@@ -66,6 +78,28 @@ class Draft:
     """The TOML it was read from, so saving keeps the user's comments and order."""
 
 
+@dataclass
+class RunStarted(Message):
+    """A run directory was created from the draft and its worker spawned."""
+
+    run: Path
+
+
+@dataclass
+class RunNotStarted(Message):
+    """Starting a run failed; `message` says why and what to do."""
+
+    message: str
+
+
+@dataclass
+class ControlRequested(Message):
+    """A control request file (stop, save-now) was written for the followed run."""
+
+    name: str
+    path: Path
+
+
 class TunerApp(App[None]):
     """The fine-tuning wizard."""
 
@@ -93,6 +127,10 @@ class TunerApp(App[None]):
     """The draft recipe; None until the user picks the demo, a file or blank."""
     step_status: var[dict[str, StepStatus]] = var(dict)
     """Status of each step, shown in the sidebar; replace the dict to update it."""
+    run_dir: var[Path | None] = var(None)
+    """The run directory the Training step follows: from `--attach`, or the last run started here."""
+    run_phase: var[str | None] = var(None)
+    """That run's phase as the Training step shows it; enables stop and save-now."""
 
     def __init__(
         self,
@@ -127,13 +165,7 @@ class TunerApp(App[None]):
             if self.open_recipe(self.recipe_path):
                 start = "objective"
         if self.attach is not None:
-            self.notify(
-                "Following a run inside the wizard is not available yet; in a shell, "
-                f"`tuner attach {self.attach}` replays and follows it.",
-                title="Attach",
-                timeout=10,
-                markup=False,
-            )
+            self.run_dir = Path(self.attach)  # the Training step replays and follows it
             start = "training"
         await self.switch_mode(start)
         if start == "welcome" and self.recipe_path is not None and isinstance(self.screen, WelcomeScreen):
@@ -158,7 +190,7 @@ class TunerApp(App[None]):
             )
             return False
         with importlib.resources.as_file(resource) as path:
-            return self._read_draft(path, origin="built-in demo", keep_path=False)
+            return self._read_draft(path, origin=DEMO_ORIGIN, keep_path=False)
 
     def open_recipe(self, path: Path) -> bool:
         """Make the recipe at `path` the draft; False (and a notification) if it can't be read."""
@@ -234,7 +266,130 @@ class TunerApp(App[None]):
         # Over a modal (help), step jumps would switch the mode underneath it.
         if action in ("goto", "help") and self.screen.is_modal:
             return False
+        # None shows the key greyed out: it exists, but the followed run is not in a state for it.
+        if action in ("stop_run", "save_now"):
+            return True if self.run_phase in ACTIVE_PHASES else None
+        if action == "start_run":
+            return None if self.run_phase in ACTIVE_PHASES else True
         return True
+
+    # --- runs ----------------------------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Start run", "Launch the draft recipe as a detached run", self.action_start_run)
+        if self.run_phase in ACTIVE_PHASES:
+            yield SystemCommand("Stop run", "Stop the followed run at its next step", self.action_stop_run)
+            yield SystemCommand("Save now", "Save a checkpoint of the followed run", self.action_save_now)
+
+    def action_start_run(self) -> None:
+        """Save the draft recipe if needed and launch it as a detached worker run."""
+        draft = self.draft
+        if draft is None:
+            self.notify("No recipe yet: press 0 to start from the demo, a file or blank.", severity="warning")
+            return
+        if draft.problems:
+            # The Training step lists them all under its Start button.
+            count = f"{len(draft.problems)} problem" + ("s" if len(draft.problems) != 1 else "")
+            self.notify(f"Not started: the draft recipe has {count}.", severity="warning", markup=False)
+            self.switch_mode("training")
+            return
+        if self.run_phase in ACTIVE_PHASES:
+            self.notify("A run is already going here; stop it first, or start one with `tuner run`.")
+            return
+        self._launch(draft)
+
+    @work(thread=True, exclusive=True, group="start-run", description="Start a run")
+    def _launch(self, draft: Draft) -> None:
+        try:
+            recipe_path = self._recipe_file(draft)
+            run = start_run(recipe_path, self.runs_dir)
+        except (TunerError, OSError) as error:
+            self.post_message(RunNotStarted(str(error)))
+            return
+        self.post_message(RunStarted(run.root))
+
+    def _recipe_file(self, draft: Draft) -> Path:
+        """The draft as a file start_run can read: its own file, saved if the draft differs from
+        it; otherwise a copy under the runs directory (the demo is never overwritten)."""
+        if draft.path is not None:
+            text = dumps_recipe(draft.recipe, draft.document)
+            try:
+                unchanged = draft.path.read_text(encoding="utf-8") == text
+            except OSError:
+                unchanged = False
+            if not unchanged:
+                save_recipe(draft.recipe, draft.path, draft.document)
+            return draft.path
+        # Local paths in the draft are relative to where it came from; the copy lives elsewhere.
+        recipe = copy.deepcopy(draft.recipe)
+        with importlib.resources.as_file(demo_recipe()) as demo_path:
+            base = demo_path.parent if draft.origin == DEMO_ORIGIN else Path.cwd()
+            recipe.data.path = absolute_if_local(recipe.data.path, base)
+            recipe.model.name_or_path = absolute_if_local(recipe.model.name_or_path, base)
+        folder = Path(self.runs_dir) / "recipes"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{recipe.project.name or 'recipe'}-{recipe.hash()[:6]}.toml"
+        save_recipe(recipe, path, draft.document)
+        return path
+
+    @on(RunStarted)
+    def _run_started(self, event: RunStarted) -> None:
+        self.run_dir = event.run
+        self.run_phase = "queued"
+        self.notify(f"Started {event.run.name}; quitting tuner leaves it running.", markup=False)
+        self.switch_mode("training")
+
+    @on(RunNotStarted)
+    def _run_not_started(self, event: RunNotStarted) -> None:
+        self.notify(event.message, title="Run not started", severity="error", timeout=10, markup=False)
+
+    @on(RunPhaseChanged)
+    def _run_phase_changed(self, event: RunPhaseChanged) -> None:
+        if event.run == self.run_dir:
+            self.run_phase = event.phase
+            self.refresh_bindings()
+
+    def action_stop_run(self) -> None:
+        """Ask the followed run to stop (after a confirmation); it saves a checkpoint first."""
+        if self.run_dir is None or self.run_phase not in ACTIVE_PHASES:
+            self.notify("No active run to stop.", severity="warning")
+            return
+        run = RunDir(self.run_dir)
+
+        def answered(stop: bool | None) -> None:
+            if stop:
+                self._request(run, "stop")
+
+        self.push_screen(
+            ConfirmModal(
+                f"Stop {run.run_id}? The worker saves a checkpoint at its next step and ends; "
+                f"`tuner run --resume {run.root}` continues it later.",
+                confirm="Stop run",
+            ),
+            answered,
+        )
+
+    def action_save_now(self) -> None:
+        """Ask the followed run to save a checkpoint at its next step."""
+        if self.run_dir is None or self.run_phase not in ACTIVE_PHASES:
+            self.notify("No active run to save.", severity="warning")
+            return
+        self._request(RunDir(self.run_dir), "save-now")
+
+    @work(thread=True, group="control", description="Write a control request")
+    def _request(self, run: RunDir, name: str) -> None:
+        try:
+            path = control.request(run.control, name, by="tuner (TUI)")
+        except OSError as error:
+            self.post_message(RunNotStarted(f"Could not write the {name} request: {error}"))
+            return
+        self.post_message(ControlRequested(name, path))
+
+    @on(ControlRequested)
+    def _control_requested(self, event: ControlRequested) -> None:
+        what = "Stop requested" if event.name == "stop" else "Save requested"
+        self.notify(f"{what}: the worker acts at its next step.", markup=False)
 
 
 def run_app(

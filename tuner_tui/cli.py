@@ -94,12 +94,24 @@ def run(
 
 
 @app.command()
-def attach(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> None:
-    """Replay a run's history and follow it live; Ctrl-C detaches (the run goes on)."""
+def attach(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
+    plain: Annotated[
+        bool, typer.Option("--plain", help="Follow in plain terminal output instead of the wizard.")
+    ] = False,
+    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+) -> None:
+    """Open the run's live dashboard (history replayed, then followed); leaving never stops the run."""
     from tuner_tui.runs.layout import RunDir
-    from tuner_tui.runs.viewer import follow_run
 
-    raise typer.Exit(follow_run(RunDir.open(run_dir), console))
+    run_ = RunDir.open(run_dir)
+    if plain:
+        from tuner_tui.runs.viewer import follow_run
+
+        raise typer.Exit(follow_run(run_, console))
+    from tuner_tui.app import run_app
+
+    raise typer.Exit(run_app(None, runs_dir=runs_dir, attach=run_.root))
 
 
 def _age(iso: str | None) -> str:

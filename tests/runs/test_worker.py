@@ -132,7 +132,9 @@ def test_end_to_end_run_completes_with_events_and_lock(tiny_recipe, tmp_path: Pa
     (run.report / "report.json").unlink()
     again = subprocess.run([*TUNER, "eval", str(run.root)], capture_output=True, text=True, timeout=300)
     assert again.returncode == 3, again.stdout + again.stderr  # objectives not met
-    assert "FAIL" in again.stdout and json.loads((run.report / "report.json").read_text())["verdict"] == "fail"
+    assert (
+        "FAIL" in again.stdout and json.loads((run.report / "report.json").read_text())["verdict"] == "fail"
+    )
     assert read_raw_state(run.state)["phase"] == "completed"
 
 
@@ -244,7 +246,10 @@ def test_tuner_stop_and_detached_viewers(tiny_recipe, tmp_path: Path) -> None:
     time.sleep(1.0)
     assert read_state(run.state)["phase"] == "training"
     second = subprocess.Popen(
-        [*TUNER, "attach", str(run.root)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [*TUNER, "attach", "--plain", str(run.root)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     wait_for(lambda: any(m["step"] >= 8 for m in events_of(run, "metric")), what="more training")
     result = subprocess.run([*TUNER, "stop", str(run.root)], capture_output=True, text=True)

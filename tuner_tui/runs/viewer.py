@@ -68,7 +68,7 @@ def follow_run(run: RunDir, console: Console | None = None, poll_s: float = 0.25
                     time.sleep(poll_s)
     except KeyboardInterrupt:
         console.print(
-            f"\nDetached; the run goes on. Re-attach: [bold]tuner attach {run.root}[/]  "
+            f"\nDetached; the run goes on. Re-attach: [bold]tuner attach {run.root}[/] (or --plain)  "
             f"Stop it: [bold]tuner stop {run.root}[/]"
         )
         return EXIT_OK
