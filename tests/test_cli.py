@@ -82,3 +82,25 @@ def test_attach_and_stop_on_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
         result = tuner(command, str(tmp_path))
         assert result.returncode == 2, (command, result.stderr)
         assert "not a run directory" in result.stderr
+
+
+ESTIMATE_KEYS = {"total_bytes", "device_bytes", "verdict", "breakdown", "trainable_params"}
+
+
+def test_estimate_json_contract(tiny_recipe) -> None:
+    result = tuner("estimate", str(tiny_recipe()), "--json")
+    assert result.returncode == 0, result.stderr
+    estimate = json.loads(result.stdout)
+    assert ESTIMATE_KEYS <= estimate.keys()
+    assert estimate["verdict"] in ("fits", "tight", "won't-fit")
+    assert sum(estimate["breakdown"].values()) == estimate["total_bytes"]
+
+
+def test_doctor_exits_2_when_the_recipe_cannot_run(tiny_recipe, tmp_path: Path) -> None:
+    good = tuner("doctor", str(tiny_recipe()), "--runs-dir", str(tmp_path))
+    assert good.returncode == 0, good.stdout + good.stderr
+    broken = tiny_recipe()
+    broken.write_text(broken.read_text().replace("alpaca.jsonl", "missing.jsonl"))
+    result = tuner("doctor", str(broken), "--runs-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "dataset" in result.stdout and "blocking" in result.stdout

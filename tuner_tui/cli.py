@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tuner_tui.errors import EXIT_OK, TunerError
+from tuner_tui.errors import EXIT_INVALID_INPUT, EXIT_OK, TunerError
 
 app = typer.Typer(
     name="tuner",
@@ -174,13 +174,6 @@ def _quiet_libraries() -> None:
     disable_progress_bar()
 
 
-def _not_yet(command: str) -> None:
-    raise TunerError(
-        f"`tuner {command}` is not available in this version of tuner yet; it is planned and "
-        "tracked as an open issue."
-    )
-
-
 @app.command()
 def inspect(
     data: Annotated[str, typer.Argument(help="Data file, folder, save_to_disk folder or hub id.")],
@@ -224,9 +217,22 @@ def inspect(
 
 
 @app.command()
-def estimate(recipe: Annotated[Path, typer.Argument(help="Recipe TOML file.")]) -> None:
-    """Estimate memory and time for a recipe on this machine."""
-    _not_yet("estimate")
+def estimate(
+    recipe: Annotated[Path, typer.Argument(help="Recipe TOML file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False,
+) -> None:
+    """Estimate training memory for a recipe against this machine: fits, tight or won't fit."""
+    import json
+
+    _quiet_libraries()
+    from tuner_tui.modeling.estimate import estimate_memory, render_estimate
+    from tuner_tui.recipe import load_recipe
+
+    result = estimate_memory(load_recipe(recipe), base_dir=recipe.resolve().parent)
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        render_estimate(result, console)
 
 
 @app.command(name="eval")
@@ -264,33 +270,53 @@ def eval_(
 
 
 @app.command()
-def export(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> None:
-    """Export a run: recipe, adapter and optionally a merged model."""
-    _not_yet("export")
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the export into.")] = Path(
+        "export"
+    ),
+    merge: Annotated[
+        bool, typer.Option("--merge", help="Merge the adapter into the base model (full safetensors model).")
+    ] = False,
+) -> None:
+    """Export a run: its recipe and adapter, or (--merge) a merged model."""
+    _quiet_libraries()
+    from tuner_tui.modeling.export import merge_and_export
+    from tuner_tui.runs.layout import RunDir
+
+    run_ = RunDir.open(run_dir)
+    with console.status("Merging the adapter into the base model..." if merge else "Exporting..."):
+        written = merge_and_export(run_.root, out, merge)
+    console.print(f"Exported {'merged model' if merge else 'adapter'} to {written}")
+    console.print(f"Re-run headless: tuner run {written / 'tuner_recipe.toml'}")
 
 
 @app.command()
-def doctor() -> None:
-    """Check this machine: Python, libraries, GPUs, disk, offline settings."""
-    import os
-    import shutil
-
+def doctor(
+    recipe: Annotated[
+        Path | None, typer.Argument(help="Also check that everything this recipe needs is available offline.")
+    ] = None,
+    runs_dir: RunsDir = DEFAULT_RUNS_DIR,
+) -> None:
+    """Check this machine (and a recipe's assets): exit 2 when the recipe cannot run as configured."""
+    _quiet_libraries()
+    from tuner_tui.modeling.doctor import doctor_checks
+    from tuner_tui.recipe import load_recipe
     from tuner_tui.runs.environment import library_versions
-    from tuner_tui.training.telemetry import GpuProbe
 
-    table = Table("check", "value", title="tuner doctor")
-    table.add_row("python", sys.version.split()[0])
-    for name, version in library_versions().items():
-        table.add_row(name, version)
-    probe = GpuProbe()
-    gpus = probe.sample()
-    table.add_row("GPUs", ", ".join(g.get("name", "?") for g in gpus) if gpus else f"none ({probe.reason})")
-    probe.close()
-    free = shutil.disk_usage(Path.cwd()).free
-    table.add_row("free disk here", f"{free / 2**30:.1f} GiB")
-    table.add_row("HF_HUB_OFFLINE", os.environ.get("HF_HUB_OFFLINE", "unset"))
-    table.add_row("HF_HOME", os.environ.get("HF_HOME", "~/.cache/huggingface"))
+    loaded = load_recipe(recipe) if recipe is not None else None
+    checks = doctor_checks(loaded, runs_dir, base_dir=recipe.resolve().parent if recipe else None)
+    versions = ", ".join(f"{name} {version}" for name, version in library_versions().items())
+    table = Table("check", "status", "detail", title="tuner doctor", caption=versions)
+    for check in checks:
+        status = (
+            "[green]ok[/]" if check.ok else ("[red]blocking[/]" if check.blocking else "[yellow]warning[/]")
+        )
+        detail = check.detail if check.ok else f"{check.problem}\n[dim]fix:[/] {check.fix}"
+        table.add_row(check.name, status, detail)
     console.print(table)
+    if any(check.blocking for check in checks):
+        raise typer.Exit(EXIT_INVALID_INPUT)
 
 
 def main() -> None:

@@ -136,6 +136,16 @@ def test_end_to_end_run_completes_with_events_and_lock(tiny_recipe, tmp_path: Pa
         "FAIL" in again.stdout and json.loads((run.report / "report.json").read_text())["verdict"] == "fail"
     )
     assert read_raw_state(run.state)["phase"] == "completed"
+    merged = subprocess.run(
+        [*TUNER, "export", str(run.root), "--merge", "--out", str(tmp_path / "merged")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert merged.returncode == 0, merged.stderr
+    assert {"model.safetensors", "config.json", "tuner_recipe.toml"} <= {
+        p.name for p in (tmp_path / "merged").iterdir()
+    }
 
 
 def test_adapter_reloads_with_the_same_logits(tiny_recipe, tmp_path: Path) -> None:

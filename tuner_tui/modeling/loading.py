@@ -24,6 +24,21 @@ FALLBACK_CHAT_TEMPLATE = (
 )
 
 
+# ChatML written as plain text: a base model's tokenizer has no <|im_start|> token, and adding one
+# would mean resizing (and training) the embeddings. The eos after each assistant turn teaches the
+# model to stop.
+CHATML_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>"
+    "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+# Templates a recipe can name in [model] chat_template instead of writing Jinja.
+NAMED_CHAT_TEMPLATES = {"alpaca": FALLBACK_CHAT_TEMPLATE, "chatml": CHATML_CHAT_TEMPLATE}
+# The template used when neither the tokenizer nor the recipe has one.
+DEFAULT_FALLBACK = "alpaca"
+
+
 def _hub_kwargs(model: ModelConfig) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"trust_remote_code": model.trust_remote_code}
     if model.revision:
@@ -50,15 +65,25 @@ def load_tokenizer(model: ModelConfig, base_dir: Path | None = None) -> Any:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     if model.chat_template:
-        tokenizer.chat_template = model.chat_template
+        tokenizer.chat_template = NAMED_CHAT_TEMPLATES.get(model.chat_template, model.chat_template)
     return tokenizer
 
 
-def ensure_chat_template(tokenizer: Any) -> bool:
-    """Give the tokenizer a chat template if it has none; True when the fallback was used."""
+def chat_template_origin(model: ModelConfig, tokenizer: Any) -> str:
+    """Where the chat template in use comes from, for the run's log: 'recipe:chatml',
+    'recipe:custom', 'tokenizer', or 'fallback:alpaca' (call before `ensure_chat_template`)."""
+    if model.chat_template:
+        return f"recipe:{model.chat_template if model.chat_template in NAMED_CHAT_TEMPLATES else 'custom'}"
+    if getattr(tokenizer, "chat_template", None):
+        return "tokenizer"
+    return f"fallback:{DEFAULT_FALLBACK}"
+
+
+def ensure_chat_template(tokenizer: Any, fallback: str = DEFAULT_FALLBACK) -> bool:
+    """Give the tokenizer the named fallback template if it has none; True when it was used."""
     if getattr(tokenizer, "chat_template", None):
         return False
-    tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
+    tokenizer.chat_template = NAMED_CHAT_TEMPLATES[fallback]
     return True
 
 
@@ -84,12 +109,20 @@ def load_model(
     base_dir: Path | None = None,
     num_labels: int | None = None,
     id2label: dict[int, str] | None = None,
+    quantize_4bit: bool = False,
 ) -> Any:
-    """The base model for the recipe's task, in the dtype the recipe and device call for."""
+    """The base model for the recipe's task, in the dtype the recipe and device call for.
+
+    Args:
+        quantize_4bit: Load the weights as 4-bit NF4 through bitsandbytes (QLoRA); CUDA only.
+    """
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     path = resolve_model(model.name_or_path, base_dir)
     kwargs: dict[str, Any] = {**_hub_kwargs(model), "dtype": torch_dtype(model.dtype, device)}
+    if quantize_4bit:
+        kwargs["quantization_config"] = qlora_quantization_config(device, kwargs["dtype"])
+        kwargs["device_map"] = {"": 0}
     try:
         if model.task == "sequence_classification":
             assert id2label is not None
@@ -105,35 +138,45 @@ def load_model(
         raise _load_error("weights", model.name_or_path, exc) from None
 
 
-def apply_method(base_model: Any, method: MethodConfig, task: str) -> Any:
-    """Wrap the model for the tuning method (a PEFT model, or the model itself for full tuning)."""
-    if method.type == "full":
-        return base_model
-    if method.type in ("lora", "dora"):
-        from peft import LoraConfig, TaskType, get_peft_model
+def qlora_quantization_config(device: str, compute_dtype: Any) -> Any:
+    """bitsandbytes 4-bit NF4 with double quantization (the QLoRA paper's settings).
 
-        target: str | list[str] = method.target_modules
-        init: Any = True if method.init == "default" else method.init
-        config = LoraConfig(
-            r=method.r,
-            lora_alpha=method.alpha,  # type: ignore[arg-type]  # peft accepts float alpha
-            lora_dropout=method.dropout,
-            target_modules=target,
-            use_rslora=method.rslora,
-            use_dora=method.type == "dora",
-            init_lora_weights=init,
-            task_type=TaskType.SEQ_CLS if task == "sequence_classification" else TaskType.CAUSAL_LM,
+    Raises:
+        TunerError: Not on CUDA, or bitsandbytes is missing: both are needed for 4-bit weights.
+    """
+    import importlib.util
+
+    if device != "cuda":
+        raise TunerError(
+            f"[method] type = 'qlora' needs a CUDA GPU: its 4-bit weights come from bitsandbytes, which "
+            f"only quantizes on CUDA, and this run is on '{device}'. Use type = 'lora' (same adapter, "
+            "full-precision base) on this machine, or run on a machine with an NVIDIA GPU."
         )
-        try:
-            return get_peft_model(base_model, config)
-        except ValueError as exc:
-            raise TunerError(
-                f"[method] target_modules = {target!r} does not fit this model: {exc}. Use "
-                "'all-linear' or names of its linear layers (e.g. ['q_proj', 'v_proj'])."
-            ) from None
-    raise TunerError(
-        f"[method] type = '{method.type}' is not available in this version yet: use 'lora', 'dora' or 'full'."
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise TunerError(
+            "[method] type = 'qlora' needs the bitsandbytes package for 4-bit weights: pip install "
+            "bitsandbytes, or use type = 'lora'."
+        )
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        # fp32 compute would undo the memory saving on activations; bf16 where the GPU has it.
+        bnb_4bit_compute_dtype=compute_dtype if compute_dtype != torch.float32 else torch.float16,
     )
+
+
+def apply_method(base_model: Any, method: MethodConfig, task: str, **options: Any) -> Any:
+    """Wrap the model for the tuning method (a PEFT model, or the model itself for full/freeze).
+
+    Kept for callers that only need the model; `methods.build_method` also returns callbacks.
+    """
+    from tuner_tui.modeling.methods import build_method
+
+    return build_method(base_model, method, task, **options).model
 
 
 def parameter_counts(model: Any) -> tuple[int, int]:

@@ -33,6 +33,9 @@ class PreparedData:
     id2label: dict[int, str] | None
     dropped_no_target: int
     rows: int
+    # Where the chat template came from ('tokenizer', 'recipe:chatml', 'fallback:alpaca'); empty
+    # when the data format renders no conversation (text, prompt_completion, classification).
+    chat_template: str = ""
 
 
 def split(
@@ -128,25 +131,6 @@ def encode_causal(
     return encode_text_with_spans(tokenizer, full, spans, max_length, fallback_template)
 
 
-def pack(dataset: Dataset, max_length: int) -> Dataset:
-    """Concatenate examples and cut them into blocks of `max_length` tokens."""
-
-    def _pack(batch: dict[str, list[list[int]]]) -> dict[str, list[list[int]]]:
-        ids = [t for seq in batch["input_ids"] for t in seq]
-        labels = [t for seq in batch["labels"] for t in seq]
-        blocks = range(0, len(ids), max_length)
-        out_ids = [ids[i : i + max_length] for i in blocks]
-        out_labels = [labels[i : i + max_length] for i in blocks]
-        return {
-            "input_ids": out_ids,
-            "attention_mask": [[1] * len(b) for b in out_ids],
-            "labels": out_labels,
-        }
-
-    packed = dataset.map(_pack, batched=True, batch_size=1000, remove_columns=dataset.column_names)
-    return packed.filter(lambda row: any(t != IGNORE for t in row["labels"]))
-
-
 def prepare_data(recipe: Recipe, tokenizer: Any, base_dir: Path | None = None) -> PreparedData:
     """Load, split and tokenize the recipe's data for its task."""
     if recipe.data.cleaning:
@@ -173,6 +157,7 @@ def prepare_data(recipe: Recipe, tokenizer: Any, base_dir: Path | None = None) -
         )
     parts = split(raw, recipe.data.validation_fraction, recipe.data.test_fraction, recipe.project.seed)
     id2label = None
+    template_origin = ""
     if task == "sequence_classification":
         label_col, text_col = detection.fields["label"], detection.fields["text"]
         labels = sorted({str(v) for v in raw[label_col]})
@@ -189,13 +174,12 @@ def prepare_data(recipe: Recipe, tokenizer: Any, base_dir: Path | None = None) -
                 "labels": label2id[str(row[label_col])],
             }
     else:
-        from tuner_tui.modeling.loading import ensure_chat_template
+        from tuner_tui.modeling.loading import chat_template_origin, ensure_chat_template
 
-        fallback = (
-            ensure_chat_template(tokenizer)
-            if detection.format not in ("text", "prompt_completion")
-            else False
-        )
+        fallback = False
+        if detection.format not in ("text", "prompt_completion"):
+            template_origin = chat_template_origin(recipe.model, tokenizer)
+            fallback = ensure_chat_template(tokenizer)
 
         def encode(row: Mapping[str, Any]) -> dict[str, Any]:
             return encode_causal(row, detection, tokenizer, recipe, fallback)
@@ -209,8 +193,6 @@ def prepare_data(recipe: Recipe, tokenizer: Any, base_dir: Path | None = None) -
             ds = ds.filter(lambda row: any(t != IGNORE for t in row["labels"]))
             if name == "train":
                 dropped = before - len(ds)
-            if recipe.training.packing and name == "train":
-                ds = pack(ds, recipe.training.max_length)
         encoded[name] = ds
     if len(encoded["train"]) == 0:
         raise TunerError(
@@ -225,6 +207,7 @@ def prepare_data(recipe: Recipe, tokenizer: Any, base_dir: Path | None = None) -
         id2label=id2label,
         dropped_no_target=dropped,
         rows=len(raw),
+        chat_template=template_origin,
     )
 
 
@@ -251,3 +234,18 @@ class PadCollator:
         else:
             batch["labels"] = torch.tensor([f["labels"] for f in features])
         return batch
+
+
+def make_collator(recipe: Recipe, tokenizer: Any) -> Any:
+    """The batch collator: padding-free flattening when `[training] packing`, else padding.
+
+    Packing concatenates a batch's examples into one row with restarting `position_ids` and no
+    attention mask; transformers turns those positions into a block-diagonal causal mask, so no
+    example attends to another and no compute is spent on pad tokens. The first label of each
+    example becomes -100, so the loss never predicts across a boundary and equals the padded loss.
+    """
+    if recipe.training.packing and recipe.model.task == "causal_lm":
+        from transformers import DataCollatorWithFlattening
+
+        return DataCollatorWithFlattening(return_position_ids=True, separator_id=IGNORE)
+    return PadCollator(tokenizer.pad_token_id)

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from tuner_tui.errors import TunerError
-from tuner_tui.modeling.loading import apply_method, load_model, load_tokenizer, parameter_counts
+from tuner_tui.modeling.loading import load_model, load_tokenizer, parameter_counts
+from tuner_tui.modeling.methods import PROMPT_METHODS, build_method
 from tuner_tui.recipe import Recipe
 from tuner_tui.runs.events import EventWriter
 from tuner_tui.runs.layout import RunDir
 from tuner_tui.training.callback import EventCallback
-from tuner_tui.training.examples import PadCollator, PreparedData, prepare_data
+from tuner_tui.training.examples import PreparedData, make_collator, prepare_data
 
 
 def resolve_device(requested: str) -> str:
@@ -128,34 +129,57 @@ def train(
             )
         ),
     )
+    if recipe.training.packing and recipe.method.type in PROMPT_METHODS:
+        raise TunerError(
+            f"[training] packing = true does not work with [method] type = '{recipe.method.type}': "
+            "its virtual tokens are prepended to each row, and a packed row holds several examples. "
+            "Set packing = false, or use lora."
+        )
+    if data.chat_template:
+        events.emit(
+            "log",
+            level="info",
+            message=f"Chat template: {data.chat_template}.",
+            chat_template=data.chat_template,
+        )
     base = load_model(
         recipe.model,
         device=device,
         num_labels=len(data.id2label) if data.id2label else None,
         id2label=data.id2label,
+        quantize_4bit=recipe.method.type == "qlora",
     )
     if recipe.training.gradient_checkpointing:
         base.enable_input_require_grads()
-    model = apply_method(base, recipe.method, recipe.model.task)
+    args = training_arguments(recipe, run, device, data.validation is not None)
+    setup = build_method(
+        base,
+        recipe.method,
+        recipe.model.task,
+        total_steps=planned_steps(recipe, len(data.train)),
+        gradient_checkpointing=recipe.training.gradient_checkpointing,
+    )
+    model = setup.model
     trainable, total = parameter_counts(model)
     events.emit(
         "log",
         level="info",
         message=f"Model: {trainable:,} of {total:,} parameters train ({100 * trainable / total:.3f}%) "
-        f"with {recipe.method.type} on {device}.",
+        f"with {recipe.method.type} on {device}." + "".join(f" {note}." for note in setup.notes),
         trainable_params=trainable,
         total_params=total,
         device=device,
+        method=recipe.method.type,
     )
     callback = EventCallback(run, events, stop, recipe.training.keep_checkpoints)
     trainer = Trainer(
         model=model,
-        args=training_arguments(recipe, run, device, data.validation is not None),
+        args=args,
         train_dataset=data.train,
         eval_dataset=data.validation,
-        data_collator=PadCollator(tokenizer.pad_token_id),
+        data_collator=make_collator(recipe, tokenizer),
         processing_class=tokenizer,
-        callbacks=[callback],
+        callbacks=[callback, *setup.callbacks],
         compute_metrics=classification_accuracy if data.id2label else None,
     )
     trainer.remove_callback(PrinterCallback)
@@ -163,6 +187,18 @@ def train(
     if not callback.stop_requested:
         save_adapter(model, tokenizer, data, run.adapter)
     return TrainingOutcome(model, tokenizer, data, trainer.state.global_step, callback.stop_requested)
+
+
+def planned_steps(recipe: Recipe, train_rows: int) -> int:
+    """Optimizer steps the Trainer will run (max_steps, or epochs over the batches), as it counts them."""
+    import math
+
+    t = recipe.training
+    if t.max_steps > 0:
+        return t.max_steps
+    batches = math.ceil(train_rows / (t.batch_size * t.num_processes))
+    per_epoch = max(batches // t.gradient_accumulation, 1)
+    return math.ceil(t.epochs * per_epoch)
 
 
 def classification_accuracy(prediction: Any) -> dict[str, float]:
@@ -177,6 +213,9 @@ def classification_accuracy(prediction: Any) -> dict[str, float]:
 
 def save_adapter(model: Any, tokenizer: Any, data: PreparedData, path: Path) -> None:
     """Adapter (or full model) weights as safetensors, the tokenizer, and the label mapping."""
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "use_cache"):
+        config.use_cache = True  # build_method turned it off for training; inference wants it
     model.save_pretrained(str(path), safe_serialization=True)
     tokenizer.save_pretrained(str(path))
     if data.id2label:
