@@ -369,3 +369,31 @@ def test_ctrl_c_in_the_viewer_detaches_and_says_how_to_come_back(tiny_recipe, tm
     assert read_state(run.state)["phase"] == "training"
     subprocess.run([*TUNER, "stop", str(run.root)], check=True, capture_output=True)
     assert wait_until_done(run)["phase"] == "stopped"
+
+
+class _StopAfterFirstCheck(threading.Event):
+    """Not set when the worker looks before training; set at every later look (step 1)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.looks = 0
+
+    def is_set(self) -> bool:
+        self.looks += 1
+        return self.looks > 1
+
+
+def test_resume_refuses_data_that_changed_since_the_run_started(tiny_assets, tmp_path: Path) -> None:
+    from tests.tiny import alpaca_rows, write_jsonl, write_recipe
+
+    data = write_jsonl(tmp_path / "data.jsonl", alpaca_rows(48))
+    recipe = write_recipe(tmp_path / "recipe.toml", data, tiny_assets["model"], max_steps=6)
+    run = create_run(recipe, tmp_path / "runs")
+    assert run_worker(run.root, _StopAfterFirstCheck()) == 0
+    assert read_raw_state(run.state)["phase"] == "stopped"
+    recorded = load_recipe(run.recipe).environment["data_content_fingerprint"]
+    assert recorded.startswith("sha256:")
+    write_jsonl(data, alpaca_rows(48, seed=1))
+    assert run_worker(run.root, threading.Event()) == 1
+    (error,) = events_of(run, "error")
+    assert error["kind"] == "invalid" and "changed since this run started" in error["message"]

@@ -12,7 +12,7 @@ from tuner_tui.data.load import load_any
 from tuner_tui.errors import TunerError
 from tuner_tui.modeling.loading import FALLBACK_CHAT_TEMPLATE
 from tuner_tui.recipe import Recipe
-from tuner_tui.training.examples import IGNORE, encode_causal, prepare_data, split
+from tuner_tui.training.examples import IGNORE, encode_causal, prepare_data
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -123,17 +123,6 @@ def test_prompt_completion_masks_the_prompt(tokenizer) -> None:
     assert trained_text(tokenizer, encoded).strip() == "Havana</s>"
 
 
-def test_split_is_seeded_and_disjoint(tmp_path: Path) -> None:
-    path = tmp_path / "d.jsonl"
-    path.write_text("".join(json.dumps({"text": f"row {i}"}) + "\n" for i in range(100)))
-    data = load_any(str(path))
-    a = split(data, 0.1, 0.2, seed=3)
-    b = split(data, 0.1, 0.2, seed=3)
-    assert [len(a[k]) for k in ("train", "validation", "test")] == [70, 10, 20]
-    assert a["test"]["text"] == b["test"]["text"]
-    assert not set(a["test"]["text"]) & set(a["train"]["text"])
-
-
 def test_truncated_away_responses_are_dropped(tokenizer, tmp_path: Path) -> None:
     tokenizer.chat_template = None
     path = tmp_path / "d.jsonl"
@@ -158,9 +147,34 @@ def test_json_object_with_data_key_and_missing_file(tmp_path: Path) -> None:
         load_any(str(tmp_path / "missing.jsonl"))
 
 
-def test_cleaning_steps_are_refused_until_implemented(tokenizer) -> None:
+def test_cleaning_steps_run_before_the_split_and_are_reported(tokenizer, tmp_path: Path) -> None:
+    tokenizer.chat_template = None
+    path = tmp_path / "d.jsonl"
+    rows = [
+        {"instruction": f"Capital of country {i % 10}?", "input": "", "output": f"City {i % 10}."}
+        for i in range(40)
+    ]
+    rows.append({"instruction": "Mail me at ann@example.com", "input": "", "output": "Sure."})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     recipe = Recipe()
-    recipe.data.path = "whatever.jsonl"
-    recipe.data.cleaning = [{"op": "dedup_exact"}]
-    with pytest.raises(TunerError, match="cannot apply cleaning steps yet"):
+    recipe.data.path = str(path)
+    recipe.data.validation_fraction, recipe.data.test_fraction = 0.0, 0.2
+    recipe.data.cleaning = [{"op": "dedup_exact"}, {"op": "redact_pii"}]
+    prepared = prepare_data(recipe, tokenizer)
+    dedup, redact = prepared.source.cleaning
+    assert (dedup.rows_before, dedup.rows_after) == (41, 11)
+    assert redact.changed_rows == 1
+    assert len(prepared.train) + len(prepared.test) == 11
+    assert prepared.source.fingerprint.startswith("sha256:")
+    texts = [tokenizer.decode(ids) for part in (prepared.train, prepared.test) for ids in part["input_ids"]]
+    assert not any("ann@example.com" in t for t in texts) and any("<EMAIL>" in t for t in texts)
+
+
+def test_unknown_cleaning_parameter_names_its_key(tokenizer, tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps({"text": "hello"}) + "\n")
+    recipe = Recipe()
+    recipe.data.path = str(path)
+    recipe.data.cleaning = [{"op": "dedup_near", "threshold": 2.0}]
+    with pytest.raises(TunerError, match=r"data\.cleaning\[0\]\.threshold"):
         prepare_data(recipe, tokenizer)

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuner_tui.data.formats import Detection, resolve_format, to_messages
-from tuner_tui.data.load import load_any
+from tuner_tui.data.formats import Detection, to_messages
 from tuner_tui.errors import TunerError
 from tuner_tui.evaluation.metrics import (
     METRICS,
@@ -39,14 +38,13 @@ class EvalSplit:
     train_labels: list[str] | None
 
 
-def load_eval_split(recipe: Recipe) -> EvalSplit:
-    """The split objectives are measured on (test, else validation), up to max_samples rows."""
-    from tuner_tui.training.examples import split
+def load_eval_split(recipe: Recipe, tokenizer: Any) -> EvalSplit:
+    """The split objectives are measured on (test, else validation), up to max_samples rows,
+    loaded, cleaned and split exactly as training did."""
+    from tuner_tui.data.pipeline import load_splits
 
-    raw = load_any(recipe.data.path)
-    sample = raw.select(range(min(len(raw), 20))).to_list()
-    detection = resolve_format(recipe.data.format, recipe.data.fields, raw.column_names, sample)
-    parts = split(raw, recipe.data.validation_fraction, recipe.data.test_fraction, recipe.project.seed)
+    data = load_splits(recipe, tokenizer=tokenizer)
+    parts, detection = data.splits, data.detection
     name = "test" if "test" in parts else "validation" if "validation" in parts else None
     if name is None:
         raise TunerError(
@@ -282,8 +280,8 @@ def evaluate_run(
 
     task = recipe.model.task
     names = metrics_for(task, recipe.evaluation.metrics)
-    split = load_eval_split(recipe)
     tokenizer, models = _load_models(recipe, run, device)
+    split = load_eval_split(recipe, tokenizer)
     if task == "sequence_classification":
         metrics, samples, scorers = _classification(split, tokenizer, models, recipe, names, events)
         rank_key = "tuned_p_reference"

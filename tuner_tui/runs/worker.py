@@ -76,6 +76,7 @@ def run_worker(run_dir: Path, stop: threading.Event) -> int:
 def _prepare_and_train(run: RunDir, events: EventWriter, stop: threading.Event) -> int:
     from tuner_tui.evaluation.run import evaluate_run
     from tuner_tui.runs.environment import environment_lock
+    from tuner_tui.training.examples import PreparedData
     from tuner_tui.training.run import resolve_device, train
 
     recipe, problems, document = read_recipe(run.recipe)
@@ -100,7 +101,22 @@ def _prepare_and_train(run: RunDir, events: EventWriter, stop: threading.Event) 
     if stop.is_set():
         set_phase(run, events, "stopped", step=read_raw_state(run.state).get("step", 0))
         return EXIT_OK
-    outcome = train(recipe, run, events, stop, resume_from=resume_from)
+
+    def record_or_check_data(data: PreparedData) -> None:
+        """A fresh run records the cleaned data's fingerprint; a resumed one must see the same."""
+        fingerprint = data.source.fingerprint if data.source else None
+        recorded = recipe.environment.get("data_content_fingerprint")
+        if recorded is None:
+            recipe.environment["data_content_fingerprint"] = fingerprint
+            save_recipe(recipe, run.recipe, document)
+        elif recorded != fingerprint:
+            raise TunerError(
+                f"The data at {recipe.data.path} changed since this run started (content fingerprint "
+                f"{fingerprint} vs {recorded} in {run.recipe}); resuming would mix two datasets. "
+                "Restore the original data, or start a new run with `tuner run`."
+            )
+
+    outcome = train(recipe, run, events, stop, resume_from=resume_from, on_data=record_or_check_data)
     if outcome.stopped:
         set_phase(run, events, "stopped", step=outcome.global_step, last_checkpoint=_last_good(run))
         return EXIT_OK

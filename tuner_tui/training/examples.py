@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuner_tui.data.formats import Detection, resolve_format, to_messages
-from tuner_tui.data.load import load_any
+from tuner_tui.data.formats import Detection, to_messages
+from tuner_tui.data.pipeline import DataSplits, load_splits
 from tuner_tui.errors import TunerError
 from tuner_tui.recipe import Recipe
 
@@ -36,23 +36,7 @@ class PreparedData:
     # Where the chat template came from ('tokenizer', 'recipe:chatml', 'fallback:alpaca'); empty
     # when the data format renders no conversation (text, prompt_completion, classification).
     chat_template: str = ""
-
-
-def split(
-    dataset: Dataset, validation_fraction: float, test_fraction: float, seed: int
-) -> dict[str, Dataset]:
-    """Seeded train/validation/test split; a zero fraction means no such split."""
-    splits: dict[str, Dataset] = {}
-    rest = dataset
-    if test_fraction > 0:
-        parts = rest.train_test_split(test_size=test_fraction, seed=seed, shuffle=True)
-        rest, splits["test"] = parts["train"], parts["test"]
-    if validation_fraction > 0:
-        share = validation_fraction / (1.0 - test_fraction)
-        parts = rest.train_test_split(test_size=share, seed=seed + 1, shuffle=True)
-        rest, splits["validation"] = parts["train"], parts["test"]
-    splits["train"] = rest
-    return splits
+    source: DataSplits | None = None  # how the rows were loaded, cleaned and split
 
 
 def _assistant_spans(
@@ -133,34 +117,14 @@ def encode_causal(
 
 def prepare_data(recipe: Recipe, tokenizer: Any, base_dir: Path | None = None) -> PreparedData:
     """Load, split and tokenize the recipe's data for its task."""
-    if recipe.data.cleaning:
-        ops = ", ".join(str(step.get("op")) for step in recipe.data.cleaning)
-        raise TunerError(
-            f"[[data.cleaning]] lists {ops}, but this version of tuner cannot apply cleaning steps yet. "
-            "Remove the [[data.cleaning]] entries (or clean the file beforehand) and run again."
-        )
-    raw = load_any(recipe.data.path, base_dir)
-    if len(raw) == 0:
-        raise TunerError(f"The data at {recipe.data.path} has no rows.")
-    sample = raw.select(range(min(len(raw), 20))).to_list()
-    detection = resolve_format(recipe.data.format, recipe.data.fields, raw.column_names, sample)
+    data = load_splits(recipe, base_dir, tokenizer)
+    detection, parts = data.detection, data.splits
     task = recipe.model.task
-    if task == "sequence_classification" and detection.format != "classification":
-        raise TunerError(
-            f"model.task is 'sequence_classification' but the data looks like '{detection.format}': "
-            "it needs a text column and a label column ([data] fields = {text = ..., label = ...})."
-        )
-    if task == "causal_lm" and detection.format == "classification":
-        raise TunerError(
-            "The data is text + label (classification) but model.task is 'causal_lm': set "
-            "[model] task = 'sequence_classification', or map the data as prompt_completion."
-        )
-    parts = split(raw, recipe.data.validation_fraction, recipe.data.test_fraction, recipe.project.seed)
     id2label = None
     template_origin = ""
     if task == "sequence_classification":
         label_col, text_col = detection.fields["label"], detection.fields["text"]
-        labels = sorted({str(v) for v in raw[label_col]})
+        labels = sorted({str(v) for part in parts.values() for v in part.unique(label_col)})
         if len(labels) < 2:
             raise TunerError(f"The label column '{label_col}' has {len(labels)} distinct value(s); need 2+.")
         id2label = dict(enumerate(labels))
@@ -206,8 +170,9 @@ def prepare_data(recipe: Recipe, tokenizer: Any, base_dir: Path | None = None) -
         detection=detection,
         id2label=id2label,
         dropped_no_target=dropped,
-        rows=len(raw),
+        rows=data.rows_loaded,
         chat_template=template_origin,
+        source=data,
     )
 
 

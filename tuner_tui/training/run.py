@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,14 +108,29 @@ def train(
     events: EventWriter,
     stop: threading.Event,
     resume_from: Path | None = None,
+    on_data: Callable[[PreparedData], None] | None = None,
 ) -> TrainingOutcome:
-    """Train per the recipe; writes checkpoints, and the adapter unless stopped early."""
+    """Train per the recipe; writes checkpoints, and the adapter unless stopped early.
+
+    `on_data` sees the prepared data before the model loads (the worker records or checks the
+    data fingerprint there)."""
     from transformers import PrinterCallback, Trainer, set_seed
 
     device = resolve_device(recipe.training.device)
     set_seed(recipe.project.seed, deterministic=device == "cpu")
     tokenizer = load_tokenizer(recipe.model)
     data = prepare_data(recipe, tokenizer)
+    if data.source is not None:
+        for step in data.source.cleaning:
+            events.emit(
+                "log",
+                level="info",
+                message=f"Cleaning {step.op}: {step.rows_before} -> {step.rows_after} rows"
+                + (f", {step.changed_rows} changed" if step.changed_rows else ""),
+                cleaning=step.to_json(),
+            )
+    if on_data is not None:
+        on_data(data)
     events.emit(
         "log",
         level="info",

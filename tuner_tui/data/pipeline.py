@@ -1,0 +1,64 @@
+"""The recipe's data, the same way everywhere: load -> detect -> clean -> fingerprint -> split.
+
+Training and evaluation both call `load_splits`, so the evaluation's held-out rows are exactly
+the rows training held out, after the same cleaning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuner_tui.data.clean import StepReport, apply_cleaning, content_fingerprint
+from tuner_tui.data.formats import Detection, resolve_format
+from tuner_tui.data.load import LoadInfo, load_data
+from tuner_tui.data.split import split_dataset
+from tuner_tui.errors import TunerError
+from tuner_tui.recipe import Recipe
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+
+@dataclass
+class DataSplits:
+    splits: dict[str, Dataset]
+    detection: Detection
+    rows_loaded: int
+    rows_cleaned: int
+    cleaning: list[StepReport]
+    fingerprint: str
+    load_info: LoadInfo
+
+
+def check_task_fits(detection: Detection, task: str) -> None:
+    if task == "sequence_classification" and detection.format != "classification":
+        raise TunerError(
+            f"model.task is 'sequence_classification' but the data looks like '{detection.format}': "
+            "it needs a text column and a label column ([data] fields = {text = ..., label = ...})."
+        )
+    if task == "causal_lm" and detection.format == "classification":
+        raise TunerError(
+            "The data is text + label (classification) but model.task is 'causal_lm': set "
+            "[model] task = 'sequence_classification', or map the data as prompt_completion."
+        )
+
+
+def load_splits(recipe: Recipe, base_dir: Path | None = None, tokenizer: Any = None) -> DataSplits:
+    """Load, detect, clean (the recipe's [[data.cleaning]]), fingerprint and split the data."""
+    dataset, info = load_data(recipe.data.path, base_dir)
+    if len(dataset) == 0:
+        raise TunerError(f"The data at {recipe.data.path} has no rows.")
+    sample = dataset.select(range(min(len(dataset), 20))).to_list()
+    detection = resolve_format(recipe.data.format, recipe.data.fields, dataset.column_names, sample)
+    check_task_fits(detection, recipe.model.task)
+    cleaned, reports = apply_cleaning(dataset, recipe.data.cleaning, detection, tokenizer=tokenizer)
+    if len(cleaned) == 0:
+        steps = ", ".join(f"{r.op} ({r.rows_before} -> {r.rows_after})" for r in reports)
+        raise TunerError(f"The [[data.cleaning]] steps removed every row: {steps}. Loosen them.")
+    fingerprint = content_fingerprint(cleaned)
+    splits = split_dataset(
+        cleaned, detection, recipe.data.validation_fraction, recipe.data.test_fraction, recipe.project.seed
+    )
+    return DataSplits(splits, detection, len(dataset), len(cleaned), reports, fingerprint, info)
