@@ -189,7 +189,13 @@ class ModelConfig:
     )
     chat_template: str = _f(
         "",
-        help="Jinja chat template to use instead of the tokenizer's own; empty = the tokenizer's.",
+        help="Jinja chat template, or a named one ('chatml', 'alpaca'); empty = the tokenizer's own, "
+        "else the 'alpaca' fallback.",
+    )
+    allow_pickle_weights: bool = _f(
+        False,
+        help="Also load .bin/.pt (pickle) weights when no safetensors exist. Pickle files can run "
+        "code when loaded: only for sources you trust.",
     )
 
     def check(self, path: str) -> list[Problem]:
@@ -237,6 +243,9 @@ class TrainingConfig:
     gradient_accumulation: int = _f(1, help="Forward passes per optimizer step.", min=1)
     max_length: int = _f(512, help="Longest sequence in tokens; longer examples are truncated.", min=8)
     packing: bool = _f(False, help="Pack several short examples into one sequence.")
+    bucket_by_length: bool = _f(
+        False, help="Batch examples of similar length together to reduce padding (instead of packing)."
+    )
     lr_scheduler: str = _f("linear", help="Learning-rate schedule.", choices=LR_SCHEDULERS)
     warmup_ratio: float = _f(0.0, help="Share of steps spent warming up.", min=0.0, max=0.5)
     weight_decay: float = _f(0.0, help="AdamW weight decay.", min=0.0, max=1.0)
