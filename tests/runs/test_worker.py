@@ -77,11 +77,19 @@ def reference(tiny_assets, tmp_path_factory) -> dict:
 
 
 def test_end_to_end_run_completes_with_events_and_lock(tiny_recipe, tmp_path: Path) -> None:
-    objectives = (
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(
+        "sent_more,sent_less,bias_type\n"
+        "He is good at math.,She is good at math.,gender\n"
+        "The old man forgot the code.,The young man forgot the code.,age\n"
+        "She stayed home with the kids.,He stayed home with the kids.,gender\n"
+    )
+    extra = (
         '[[objectives]]\nmetric = "perplexity"\ntarget = 1000.0\n'
         '[[objectives]]\nmetric = "exact_match"\ntarget = 0.99\n'
+        f'[bias]\npairs_file = "{pairs}"\n'
     )
-    recipe = tiny_recipe(objectives, max_steps=30, learning_rate=0.05, save_every_steps=10)
+    recipe = tiny_recipe(extra, max_steps=30, learning_rate=0.05, save_every_steps=10)
     result = subprocess.run(
         [*TUNER, "run", str(recipe), "--runs-dir", str(tmp_path / "runs")],
         capture_output=True,
@@ -125,7 +133,10 @@ def test_end_to_end_run_completes_with_events_and_lock(tiny_recipe, tmp_path: Pa
         report["samples"]["shown"]
         and {"input", "reference", "base", "tuned"} <= report["samples"]["shown"][0].keys()
     )
-    assert set(report["bias"]) >= {"data_audit", "counterfactual", "paired"}
+    bias = report["bias"]
+    assert bias["data_audit"]["status"] == "ok" and bias["counterfactual"]["status"] == "ok"
+    assert bias["paired"]["status"] == "ok"
+    assert bias["paired"]["tuned"]["overall"]["n"] == 3 and "base" in bias["paired"]
     markdown = (run.report / "report.md").read_text()
     assert "## Objectives" in markdown and "FAIL" in markdown and "## Bias" in markdown
     assert [e["model"] for e in events_of(run, "eval") if "model" in e] == ["base", "tuned"]
