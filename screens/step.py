@@ -100,7 +100,7 @@ class StepScreen(Screen[None]):
         return []
 
     def _problems_text(self, problems: tuple[Problem, ...]) -> Content:
-        mine = [p for p in problems if _section(p.path) in self.SECTIONS]
+        mine = [p for p in problems if problem_section(p.path) in self.SECTIONS]
         if not mine:
             return Content("")
         lines = [Content.styled(f"Problems in this step ({len(mine)}):", "bold $text-warning")]
@@ -108,6 +108,6 @@ class StepScreen(Screen[None]):
         return Content("\n").join(lines)
 
 
-def _section(key_path: str) -> str:
+def problem_section(key_path: str) -> str:
     """`objectives[0].metric` -> `objectives`; `data.path` -> `data`."""
     return key_path.split(".", 1)[0].split("[", 1)[0]

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import Any
 
 from textual import on, work
 from textual.app import App, SystemCommand
@@ -28,7 +29,7 @@ from tomlkit import TOMLDocument
 
 from tuner_tui.errors import EXIT_OK, TunerError
 from tuner_tui.paths import absolute_if_local
-from tuner_tui.recipe import Problem, Recipe, dumps_recipe, read_recipe, save_recipe
+from tuner_tui.recipe import Problem, Recipe, dumps_recipe, read_recipe, save_recipe, with_changes
 from tuner_tui.runs import control
 from tuner_tui.runs.launcher import start_run
 from tuner_tui.runs.layout import RunDir
@@ -40,7 +41,7 @@ from tuner_tui.screens.export import ExportScreen
 from tuner_tui.screens.help import HelpScreen
 from tuner_tui.screens.model import ModelScreen
 from tuner_tui.screens.objective import ObjectiveScreen
-from tuner_tui.screens.step import StepScreen
+from tuner_tui.screens.step import StepScreen, problem_section
 from tuner_tui.screens.training import RunPhaseChanged, TrainingScreen
 from tuner_tui.screens.welcome import WelcomeScreen
 from tuner_tui.widgets.step_sidebar import SidebarStep, StepSidebar, StepStatus
@@ -57,6 +58,21 @@ STEP_SCREENS: tuple[type[StepScreen], ...] = (
     ExportScreen,
 )
 """The wizard in order; Welcome first, then the six steps of a recipe."""
+
+
+def step_statuses(draft: Draft | None) -> dict[str, StepStatus]:
+    """Each step's sidebar status from the draft: problems in its sections need attention."""
+    statuses = {}
+    for screen in STEP_SCREENS:
+        if not screen.HAS_STATUS:
+            continue
+        if draft is None or not screen.SECTIONS:
+            statuses[screen.STEP] = StepStatus.NOT_STARTED
+        elif any(problem_section(p.path) in screen.SECTIONS for p in draft.problems):
+            statuses[screen.STEP] = StepStatus.NEEDS_ATTENTION
+        else:
+            statuses[screen.STEP] = StepStatus.OK
+    return statuses
 
 
 def demo_recipe() -> Traversable:
@@ -93,6 +109,13 @@ class RunNotStarted(Message):
 
 
 @dataclass
+class DraftEdited(Message):
+    """A screen changed recipe values: key path -> new value (e.g. "training.epochs": 2.0)."""
+
+    changes: dict[str, Any]
+
+
+@dataclass
 class ControlRequested(Message):
     """A control request file (stop, save-now) was written for the followed run."""
 
@@ -109,6 +132,7 @@ class TunerApp(App[None]):
         Binding("q", "quit", "Quit"),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("t", "toggle_dark", "Theme"),
+        Binding("ctrl+s", "save_recipe", "Save"),
         *(
             Binding(
                 screen.JUMP_KEY,
@@ -131,6 +155,8 @@ class TunerApp(App[None]):
     """The run directory the Training step follows: from `--attach`, or the last run started here."""
     run_phase: var[str | None] = var(None)
     """That run's phase as the Training step shows it; enables stop and save-now."""
+    unsaved: bool = False
+    """The draft has edits that are not in its file yet (they are autosaved beside it)."""
 
     def __init__(
         self,
@@ -199,6 +225,7 @@ class TunerApp(App[None]):
     def start_blank(self) -> None:
         """Make a recipe of defaults the draft."""
         recipe = Recipe()
+        self.unsaved = False
         self.draft = Draft(recipe, tuple(recipe.problems()), origin="blank recipe")
         self.notify("Started a blank recipe; each step lists what it still needs.")
 
@@ -212,6 +239,7 @@ class TunerApp(App[None]):
         except TunerError as error:
             self.notify(str(error), title="Cannot open recipe", severity="error", timeout=10, markup=False)
             return False
+        self.unsaved = False
         self.draft = Draft(recipe, tuple(problems), origin, path if keep_path else None, document)
         if problems:
             count = f"{len(problems)} problem" + ("s" if len(problems) != 1 else "")
@@ -225,7 +253,85 @@ class TunerApp(App[None]):
         return True
 
     def watch_draft(self, draft: Draft | None) -> None:
-        self.sub_title = draft.origin if draft is not None else ""
+        self.sub_title = (draft.origin + (" (unsaved changes)" if self.unsaved else "")) if draft else ""
+        self.step_status = step_statuses(draft)
+
+    @on(DraftEdited)
+    def _draft_edited(self, event: DraftEdited) -> None:
+        draft = self.draft
+        if draft is None:
+            return
+        recipe, problems = with_changes(draft.recipe, event.changes)
+        self.unsaved = True
+        self.draft = dataclasses.replace(draft, recipe=recipe, problems=tuple(problems))
+        self._autosave(self.draft)
+
+    def autosave_path(self, draft: Draft) -> Path:
+        """Where unsaved edits are kept: beside the recipe, or under the runs directory."""
+        if draft.path is not None:
+            return draft.path.with_name(f".{draft.path.stem}.draft.toml")
+        return Path(self.runs_dir) / "recipes" / f"{draft.recipe.project.name or 'recipe'}.draft.toml"
+
+    def _autosave(self, draft: Draft) -> None:
+        path = self.autosave_path(draft)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_recipe(draft.recipe, path, copy.deepcopy(draft.document))
+        except OSError as error:
+            self.notify(f"Could not autosave the draft to {path}: {error}", severity="warning", markup=False)
+
+    def action_save_recipe(self) -> None:
+        """Save the draft to its file (keeping comments and order); a new draft asks for a path."""
+        draft = self.draft
+        if draft is None:
+            self.notify("Nothing to save yet: pick the demo, a recipe or blank first.", severity="warning")
+            return
+        if draft.path is None:
+            from tuner_tui.screens.save_as import SaveAsModal
+
+            def chosen(path: Path | None) -> None:
+                if path is not None:
+                    self._save_to(draft, path)
+
+            self.push_screen(
+                SaveAsModal(Path.cwd() / f"{draft.recipe.project.name or 'recipe'}.toml"), chosen
+            )
+            return
+        self._save_to(draft, draft.path)
+
+    def _save_to(self, draft: Draft, path: Path) -> None:
+        try:
+            save_recipe(draft.recipe, path, draft.document if path == draft.path else None)
+        except OSError as error:
+            self.notify(f"Could not save {path}: {error}", severity="error", markup=False)
+            return
+        self.autosave_path(draft).unlink(missing_ok=True)
+        self.unsaved = False
+        if path != draft.path:
+            # Paths in the recipe were relative to where it came from; keep them pointing there.
+            self.open_recipe(path)
+        else:
+            self.draft = draft
+        self.notify(f"Saved {path}.", markup=False)
+
+    async def action_quit(self) -> None:
+        if not self.unsaved or self.draft is None:
+            self.exit(return_code=EXIT_OK)
+            return
+        where = self.autosave_path(self.draft)
+
+        def answered(quit_anyway: bool | None) -> None:
+            if quit_anyway:
+                self.exit(return_code=EXIT_OK)
+
+        self.push_screen(
+            ConfirmModal(
+                f"The recipe has unsaved changes (a copy is autosaved in {where}). Quit anyway? "
+                "Press ctrl+s first to save them.",
+                confirm="Quit",
+            ),
+            answered,
+        )
 
     # --- messages and actions ------------------------------------------------------------
 

@@ -747,3 +747,16 @@ def field_help(section: str, key: str) -> str:
         if f.name == key:
             return str(f.metadata.get("help", ""))
     raise KeyError(f"{section}.{key}")
+
+
+def with_changes(recipe: Recipe, changes: Mapping[str, Any]) -> tuple[Recipe, list[Problem]]:
+    """A new recipe with `changes` applied ({"training.learning_rate": 1e-4, "objectives": [...]}),
+    validated like a loaded file; the original is untouched."""
+    data = recipe.to_dict()
+    for key_path, value in changes.items():
+        *parents, leaf = key_path.split(".")
+        table = data
+        for name in parents:
+            table = table.setdefault(name, {})
+        table[leaf] = value
+    return parse_recipe(data)
