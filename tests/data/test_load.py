@@ -114,3 +114,18 @@ def test_hub_id_offline_names_the_setting_and_cache(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(TunerError, match="HF_HUB_OFFLINE is set.*cache"):
         load_data("someone/not-cached-dataset")
+
+
+def test_invalid_utf8_offset_across_chunk_boundaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tuner_tui.data import load
+
+    monkeypatch.setattr(load, "_CHUNK", 5)
+    path = tmp_path / "x.txt"
+    for data in ("ab\ncafé\n日本😀\n".encode(), b"ab\n\xe6\x97\xa5\xe6\x97", b"ab\ncd" + b"\n\xffz"):
+        path.write_bytes(data)
+        try:
+            data.decode("utf-8")
+            expected = None
+        except UnicodeDecodeError as exc:
+            expected = (exc.start, data[: exc.start].count(b"\n") + 1)
+        assert load._first_invalid_utf8(path) == expected

@@ -128,3 +128,17 @@ def test_redact_uses_typed_placeholders_and_mask_hides_values() -> None:
     assert len(hits) == 3
     masked = mask_text("card 4111 1111 1111 1111")
     assert "4111 1111" not in masked and masked.endswith("11")
+
+
+def test_scan_finds_exactly_what_find_pii_finds() -> None:
+    import pyarrow as pa
+
+    from tuner_tui.data.pii import scan
+
+    texts = [template.format(v) for values in POSITIVES.values() for v in values for template in TEMPLATES]
+    texts += NEGATIVES + ["", "plain words only", "tel ٤١٥-٥٥٥-٢٦٧١ and mail a@b.co", "x" * 40 + "@y.io"]
+    texts += [" ".join(texts[i : i + 3]) for i in range(0, len(texts) - 3, 5)]  # several kinds per row
+    expected = [(i, t, find_pii(t)) for i, t in enumerate(texts) if find_pii(t)]
+    assert list(scan(pa.array(texts))) == expected
+    only = [(i, t, find_pii(t, ["phone", "email"])) for i, t in enumerate(texts)]
+    assert list(scan(pa.array(texts), ["phone", "email"])) == [x for x in only if x[2]]

@@ -256,15 +256,16 @@ def _redact_pii(
     hits: Counter[str] = Counter()
 
     def redact(strings: pa.Array) -> pa.Array:
-        candidates = pii.candidate_mask(strings)
-        if not pc.any(candidates).as_py():
-            return strings
-        replaced = []
-        for value in strings.filter(candidates).to_pylist():
-            text, found = pii.redact(value, kinds)
+        rows, replaced = [], []
+        for row, text, found in pii.scan(strings, kinds):
             hits.update(h.kind for h in found)
-            replaced.append(text)
-        return pc.replace_with_mask(strings, candidates, pa.array(replaced, strings.type))
+            rows.append(row)
+            replaced.append(pii.replace_hits(text, found))
+        if not rows:
+            return strings
+        mask = np.zeros(len(strings), dtype=bool)
+        mask[rows] = True
+        return pc.replace_with_mask(strings, pa.array(mask), pa.array(replaced, strings.type))
 
     result = _transform(dataset, detection, redact, report)
     report.details["redacted"] = dict(hits.most_common())
@@ -278,14 +279,10 @@ def _drop_pii_rows(
     kinds = params["kinds"]
     keep_batches, hits = [], Counter[str]()
     for table in arrow_batches(dataset):
-        texts = row_text(table, cols)
-        candidates = pii.candidate_mask(texts).to_numpy(zero_copy_only=False)
         keep = np.ones(table.num_rows, dtype=bool)
-        for row in np.flatnonzero(candidates):
-            found = pii.find_pii(texts[int(row)].as_py(), kinds)
-            if found:
-                keep[row] = False
-                hits.update(h.kind for h in found)
+        for row, _text, found in pii.scan(row_text(table, cols), kinds):
+            keep[row] = False
+            hits.update(h.kind for h in found)
         keep_batches.append(keep)
     report.details["rows_with"] = dict(hits.most_common())
     report.examples = (

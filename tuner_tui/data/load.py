@@ -42,6 +42,7 @@ SPLIT_COLUMN = "split"
 SPLIT_NAMES = {"train": "train", "validation": "validation", "valid": "validation", "val": "validation",
                "dev": "validation", "test": "test"}  # fmt: skip
 _CHUNK = 16 << 20
+_PARSE_BLOCK = 1 << 20  # pyarrow parses a chunk's blocks in parallel
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),
     (codecs.BOM_UTF32_BE, "utf-32"),
@@ -109,18 +110,38 @@ def _transcode(path: Path, encoding: str) -> Path:
 
 
 def _first_invalid_utf8(path: Path) -> tuple[int, int] | None:
-    """(byte offset, line) of the first byte that is not valid UTF-8, or None."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    offset, line = 0, 1
+    """(byte offset, line) of the first byte that is not valid UTF-8, or None.
+
+    Chunks that are pure ASCII (the common case) skip decoding; lines are counted only on failure.
+    """
+    offset, pending = 0, b""
     with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
+        while block := f.read(_CHUNK):
+            chunk = pending + block
+            pending = b""
+            if chunk.isascii():
+                offset += len(chunk)
+                continue
             try:
-                decoder.decode(chunk)
+                chunk.decode("utf-8")
             except UnicodeDecodeError as exc:
-                return offset + exc.start, line + chunk[: exc.start].count(b"\n")
+                # a character cut by the chunk boundary is completed by the next chunk
+                if exc.reason != "unexpected end of data" or len(chunk) - exc.start > 3:
+                    return _line_at(path, offset + exc.start)
+                pending = chunk[exc.start :]
+                chunk = chunk[: exc.start]
             offset += len(chunk)
-            line += chunk.count(b"\n")
-    return None
+    return _line_at(path, offset) if pending else None
+
+
+def _line_at(path: Path, offset: int) -> tuple[int, int]:
+    """(offset, line number of the byte at `offset`)."""
+    line, done = 1, 0
+    with open(path, "rb") as f:
+        while done < offset and (block := f.read(min(_CHUNK, offset - done))):
+            line += block.count(b"\n")
+            done += len(block)
+    return offset, line
 
 
 def _fallback_encoding(path: Path) -> str:
@@ -157,10 +178,28 @@ def _bad_lines(chunk: bytes, first_line: int) -> list[tuple[int, str, str]]:
     return bad
 
 
+def _parse_json_chunk(chunk: bytes) -> None:
+    """Parse a chunk of whole JSON lines with pyarrow; raises what pyarrow raises.
+
+    Parsed in blocks of _PARSE_BLOCK bytes first, so that all cores work on it; a chunk those blocks
+    refuse (a line longer than a block, types that change between blocks) is parsed again as one
+    block, as datasets would, before any line is called bad.
+    """
+    import pyarrow as pa
+    import pyarrow.json as paj
+
+    if len(chunk) > _PARSE_BLOCK:
+        try:
+            paj.read_json(io.BytesIO(chunk), read_options=paj.ReadOptions(block_size=_PARSE_BLOCK))
+            return
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+    paj.read_json(io.BytesIO(chunk), read_options=paj.ReadOptions(block_size=len(chunk) + 1))
+
+
 def _check_jsonl(path: Path, shown: str, skip_bad_rows: bool, info: LoadInfo) -> Path:
     """Validate a JSON Lines file chunk by chunk; return it, or a copy without the bad lines."""
     import pyarrow as pa
-    import pyarrow.json as paj
 
     bad_total: list[tuple[int, str, str]] = []
     good_copy: io.BufferedWriter | None = None
@@ -175,7 +214,7 @@ def _check_jsonl(path: Path, shown: str, skip_bad_rows: bool, info: LoadInfo) ->
             chunk += f.readline()
             lines_here = chunk.count(b"\n")
             try:
-                paj.read_json(io.BytesIO(chunk), read_options=paj.ReadOptions(block_size=len(chunk) + 1))
+                _parse_json_chunk(chunk)
                 bad: list[tuple[int, str, str]] = []
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 # pyarrow also refuses valid JSON whose types change between lines; only the lines

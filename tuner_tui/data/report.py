@@ -228,24 +228,28 @@ def inspect_dataset(
     for table in arrow_batches(dataset):
         texts = row_text(table, content_cols)
         char_parts.append(pc.utf8_length(texts).to_numpy(zero_copy_only=False))
-        token_parts.append(counter.count(table, texts))
+        tokens = counter.count(table, texts)
+        token_parts.append(tokens)
         key_parts.append(exact_keys(identity_text(table, mapped_cols)))
         if hasher is not None:
             sig_parts.append(hasher.signatures(texts))
         for role, counts in field_counts.items():
             column = table.column(detection.fields[role])
             counts["missing"] += column.null_count
-            blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(as_text(column))), 0)
-            counts["empty"] += int(pc.sum(blank).as_py() or 0) - column.null_count
+            if content_cols == [detection.fields[role]] and counter.tokenizer is None:
+                # the row text of a lone content column: blank exactly when it has no words
+                blank_rows = int((tokens == 0).sum())
+            else:
+                blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(as_text(column))), 0)
+                blank_rows = int(pc.sum(blank).as_py() or 0)
+            counts["empty"] += blank_rows - column.null_count
             if role in ("messages", "conversations"):
                 empty_turns += sum(_empty_elements(chunk) for chunk in column.chunks)
         if label_col:
             for item in pc.value_counts(table.column(label_col)).to_pylist():
                 labels[str(item["values"])] += item["counts"]
-        candidates = pii.candidate_mask(texts)
-        for text in texts.filter(candidates).to_pylist():
-            hits = pii.find_pii(text)
-            pii_rows += bool(hits)
+        for _, text, hits in pii.scan(texts):
+            pii_rows += 1
             for hit in hits:
                 pii_counts[hit.kind] += 1
                 shown = pii_examples.setdefault(hit.kind, [])
