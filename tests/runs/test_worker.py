@@ -408,3 +408,21 @@ def test_resume_refuses_data_that_changed_since_the_run_started(tiny_assets, tmp
     assert run_worker(run.root, threading.Event()) == 1
     (error,) = events_of(run, "error")
     assert error["kind"] == "invalid" and "changed since this run started" in error["message"]
+
+
+def test_a_run_without_held_out_data_completes_and_says_evaluation_was_skipped(
+    tiny_assets, tmp_path: Path
+) -> None:
+    from tests.tiny import write_recipe
+
+    recipe = write_recipe(tmp_path / "recipe.toml", tiny_assets["data"], tiny_assets["model"], max_steps=2)
+    recipe.write_text(
+        recipe.read_text()
+        .replace("validation_fraction = 0.1", "validation_fraction = 0.0")
+        .replace("test_fraction = 0.1", "test_fraction = 0.0")
+    )
+    run = create_run(recipe, tmp_path / "runs")
+    assert run_worker(run.root, threading.Event()) == 0
+    state = read_raw_state(run.state)
+    assert state["phase"] == "completed" and state["verdict"] == "not_evaluated"
+    assert any("Evaluation skipped" in e.get("message", "") for e in events_of(run, "log"))

@@ -29,6 +29,10 @@ from tuner_tui.runs.layout import RunDir
 SAMPLES_SHOWN = 8
 
 
+class NoHeldOutData(TunerError):
+    """The recipe keeps no test or validation rows, so there is nothing to evaluate on."""
+
+
 @dataclass
 class EvalSplit:
     name: str
@@ -47,7 +51,7 @@ def load_eval_split(recipe: Recipe, tokenizer: Any) -> EvalSplit:
     parts, detection = data.splits, data.detection
     name = "test" if "test" in parts else "validation" if "validation" in parts else None
     if name is None:
-        raise TunerError(
+        raise NoHeldOutData(
             "There is no held-out data to evaluate on: [data] test_fraction and validation_fraction "
             "are both 0. Set test_fraction (e.g. 0.1) and run again."
         )

@@ -74,7 +74,7 @@ def run_worker(run_dir: Path, stop: threading.Event) -> int:
 
 
 def _prepare_and_train(run: RunDir, events: EventWriter, stop: threading.Event) -> int:
-    from tuner_tui.evaluation.run import evaluate_run
+    from tuner_tui.evaluation.run import NoHeldOutData, evaluate_run
     from tuner_tui.runs.environment import environment_lock
     from tuner_tui.training.examples import PreparedData
     from tuner_tui.training.run import resolve_device, train
@@ -124,10 +124,13 @@ def _prepare_and_train(run: RunDir, events: EventWriter, stop: threading.Event) 
     del outcome  # free the training model before evaluation loads fresh copies from disk
     set_phase(run, events, "evaluating", step=step)
     try:
-        report = evaluate_run(recipe, run, events, resolve_device(recipe.training.device))
+        verdict = evaluate_run(recipe, run, events, resolve_device(recipe.training.device))["verdict"]
+    except NoHeldOutData as exc:
+        events.emit("log", level="warning", message=f"Evaluation skipped: {exc}")
+        verdict = "not_evaluated"
     except Exception as exc:
         raise EvaluationFailed(exc) from exc
-    set_phase(run, events, "completed", step=step, adapter=str(run.adapter), verdict=report["verdict"])
+    set_phase(run, events, "completed", step=step, adapter=str(run.adapter), verdict=verdict)
     return EXIT_OK
 
 
