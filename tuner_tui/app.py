@@ -17,7 +17,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any
 
 from textual import on, work
 from textual.app import App, SystemCommand
@@ -28,6 +27,7 @@ from textual.screen import Screen
 from tomlkit import TOMLDocument
 
 from tuner_tui.errors import EXIT_OK, TunerError
+from tuner_tui.messages import DraftEdited
 from tuner_tui.paths import absolute_if_local
 from tuner_tui.recipe import Problem, Recipe, dumps_recipe, read_recipe, save_recipe, with_changes
 from tuner_tui.runs import control
@@ -106,13 +106,6 @@ class RunNotStarted(Message):
     """Starting a run failed; `message` says why and what to do."""
 
     message: str
-
-
-@dataclass
-class DraftEdited(Message):
-    """A screen changed recipe values: key path -> new value (e.g. "training.epochs": 2.0)."""
-
-    changes: dict[str, Any]
 
 
 @dataclass

@@ -1,0 +1,15 @@
+"""Messages shared by the App and its screens (kept apart so screens need not import the App)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from textual.message import Message
+
+
+@dataclass
+class DraftEdited(Message):
+    """A screen changed recipe values: key path -> new value (e.g. "training.epochs": 2.0)."""
+
+    changes: dict[str, Any]
