@@ -27,7 +27,7 @@ from textual.screen import Screen
 from tomlkit import TOMLDocument
 
 from tuner_tui.errors import EXIT_OK, TunerError
-from tuner_tui.messages import DraftEdited
+from tuner_tui.screens.messages import DraftEdited
 from tuner_tui.paths import absolute_if_local
 from tuner_tui.recipe import Problem, Recipe, dumps_recipe, read_recipe, save_recipe, with_changes
 from tuner_tui.runs import control
@@ -263,7 +263,8 @@ class TunerApp(App[None]):
         """Where unsaved edits are kept: beside the recipe, or under the runs directory."""
         if draft.path is not None:
             return draft.path.with_name(f".{draft.path.stem}.draft.toml")
-        return Path(self.runs_dir) / "recipes" / f"{draft.recipe.project.name or 'recipe'}.draft.toml"
+        # One fixed name: the project name changes as the user types it.
+        return Path(self.runs_dir) / "recipes" / "unsaved.draft.toml"
 
     def _autosave(self, draft: Draft) -> None:
         path = self.autosave_path(draft)

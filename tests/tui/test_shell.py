@@ -11,6 +11,7 @@ from textual.widgets import Footer, Input, OptionList
 from tuner_tui.app import TunerApp, demo_recipe
 from tuner_tui.recipe import read_recipe
 from tuner_tui.screens.help import HelpScreen
+from tuner_tui.screens.objective import ObjectiveRow
 from tuner_tui.screens.step import StepScreen
 from tuner_tui.screens.welcome import WelcomeScreen
 from tuner_tui.widgets.step_sidebar import StepSidebar, StepStatus
@@ -57,8 +58,19 @@ def recipe_file(tmp_path: Path) -> Path:
 
 
 def values(app: TunerApp) -> dict[str, str]:
-    """The recipe values the current step screen shows."""
-    return dict(app.screen.query_one(ValueTable).rows)
+    """The recipe values the current step screen shows (editable steps: their input fields)."""
+    tables = app.screen.query(ValueTable)
+    if tables:
+        return dict(tables.first().rows)
+    fields = {
+        "#project-name": "project.name",
+        "#data-path": "data.path",
+        "#model-name-or-path": "model.name_or_path",
+        "#method-r": "method.r",
+    }
+    return {
+        key: app.screen.query_one(sel, Input).value for sel, key in fields.items() if app.screen.query(sel)
+    }
 
 
 def notifications(app: TunerApp) -> list[tuple[str, str]]:
@@ -180,7 +192,8 @@ async def test_open_a_recipe_by_typing_its_path(recipe_file: Path, tmp_path: Pat
         await pilot.pause()
         assert step_of(app) == "objective"
         assert values(app)["project.name"] == "clinic-notes"
-        assert values(app)["objectives[0]"] == "accuracy >= 0.85 on test"
+        row = app.screen.query_one(ObjectiveRow)
+        assert (row.objective.metric, row.objective.target, row.objective.split) == ("accuracy", 0.85, "test")
         assert app.draft is not None and app.draft.path == recipe_file
 
 
@@ -190,7 +203,7 @@ async def test_blank_recipe_updates_screens_opened_before_it() -> None:
         await pilot.pause()
         await pilot.press("2")
         assert step_of(app) == "data"
-        assert values(app) == {}
+        assert not app.screen.query_one("#form").display
         assert "No recipe yet" in str(app.screen.query_one("#draft-note").render())
 
         await pilot.press("0")
@@ -199,7 +212,7 @@ async def test_blank_recipe_updates_screens_opened_before_it() -> None:
         assert step_of(app) == "objective"
         assert values(app)["project.name"] == "untitled"
         await pilot.press("2")
-        assert values(app)["data.path"] == "(empty)"
+        assert values(app)["data.path"] == ""
         # The blank recipe has no data path: the Data step says so.
         assert "data.path" in str(app.screen.query_one("#problems").render())
 

