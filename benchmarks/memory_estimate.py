@@ -1,21 +1,29 @@
 """Memory estimate vs measured peak of real CPU training steps, for six settings.
 
-Each setting runs in a fresh subprocess (so peaks do not mix): it builds a small Llama from a
+Each setting runs in two fresh subprocesses (so peaks do not mix): each builds a small Llama from a
 config, saves it, and trains 2 optimizer steps with transformers' Trainer through tuner's own
-`build_method` and collator, on full-length sequences. Measured = peak resident memory
-(`ru_maxrss`) minus the resident memory just before the model is loaded.
+`build_method` and collator, on full-length sequences. Three measurements:
 
-Why RSS and not the torch profiler or tracemalloc: tracemalloc sees only Python-object
-allocations, not torch's C++ CPU allocator; the profiler's memory timeline needs CUDA. The CPU
-allocator hands large blocks straight to the OS (mmap), so RSS follows tensor memory closely;
-the baseline subtracts the interpreter and libraries.
+- measured: peak resident memory (`ru_maxrss`) minus the resident memory just before the model
+  loads, with glibc's mmap threshold pinned at 128 KiB (MALLOC_MMAP_THRESHOLD_);
+- rss-dflt: the same with glibc's default, dynamic threshold. After the first large tensor is
+  freed glibc raises its threshold (up to 32 MiB), later tensors come from the heap, and freed
+  heap memory stays resident: this over-counts, most with checkpointing's many recomputed
+  tensors (2.0 GiB resident for 0.6 GiB of live tensors). A GPU's caching allocator does not do
+  this; tensors are what the estimate models;
+- tensors: peak of live tensor bytes from the torch profiler's allocation events
+  (`profile_memory=True`, CPU), counted from before the model loads.
+
+tracemalloc would see only Python objects, not torch's C++ allocator.
 
     python benchmarks/memory_estimate.py
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -67,46 +75,112 @@ n = spec["batch"] * 2
 g = torch.Generator().manual_seed(0)
 ids = torch.randint(1, vocab, (n, spec["seq"]), generator=g).tolist()
 data = Dataset.from_dict({"input_ids": ids, "attention_mask": [[1] * spec["seq"]] * n, "labels": ids})
-import gc; gc.collect()
+import contextlib, gc; gc.collect()
 baseline = int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize()
-model = LlamaForCausalLM.from_pretrained(root / "model", dtype=torch.float32)
-if spec["ckpt"]: model.enable_input_require_grads()
-setup = build_method(model, recipe.method, "causal_lm", total_steps=2, gradient_checkpointing=spec["ckpt"])
-args = TrainingArguments(output_dir=str(root / "out"), per_device_train_batch_size=spec["batch"], max_steps=2,
-    optim=spec["optim"], learning_rate=1e-4, activation_checkpointing=spec["ckpt"], use_cpu=True,
-    report_to="none", disable_tqdm=True, save_strategy="no", remove_unused_columns=False,
-    logging_strategy="no")
-Trainer(model=setup.model, args=args, train_dataset=data, data_collator=PadCollator(0)).train()
+profiler = contextlib.nullcontext()
+if spec["profile"]:
+    from torch.profiler import ProfilerActivity, profile
+    profiler = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+with profiler as prof:
+    model = LlamaForCausalLM.from_pretrained(root / "model", dtype=torch.float32)
+    if spec["ckpt"]: model.enable_input_require_grads()
+    setup = build_method(model, recipe.method, "causal_lm", total_steps=2,
+        gradient_checkpointing=spec["ckpt"])
+    args = TrainingArguments(output_dir=str(root / "out"), per_device_train_batch_size=spec["batch"],
+        max_steps=2, optim=spec["optim"], learning_rate=1e-4, activation_checkpointing=spec["ckpt"],
+        use_cpu=True, report_to="none", disable_tqdm=True, save_strategy="no", remove_unused_columns=False,
+        logging_strategy="no")
+    trainer = Trainer(model=setup.model, args=args, train_dataset=data, data_collator=PadCollator(0))
+    trainer.train()
+    # Checkpointing is switched on inside train(); make sure it really was, PEFT wrapper and all.
+    assert not spec["ckpt"] or all(layer.gradient_checkpointing for layer in model.model.layers)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"measured": peak - baseline, "estimate": estimate.total_bytes,
+tensors = None
+if spec["profile"]:
+    live = top = 0
+    events = prof.profiler.kineto_results.events()
+    for nbytes in [e.nbytes() for e in sorted(events, key=lambda e: e.start_ns()) if e.name() == "[memory]"]:
+        live += nbytes
+        top = max(top, live)
+    tensors = top
+print(json.dumps({"measured": peak - baseline, "tensors": tensors, "estimate": estimate.total_bytes,
     "breakdown": estimate.breakdown, "trainable": estimate.trainable_params}))
 """
 
 
-def main() -> None:
-    print(
-        f"{'setting':24} {'estimate':>10} {'measured':>10} {'error':>8}"
-        "   (MiB; error = estimate/measured - 1)"
+# glibc raises its mmap threshold to the size of each freed mmapped block (up to 32 MiB), after
+# which tensors of that size come from the heap, and freed heap memory stays resident. Pinning the
+# threshold (an env var glibc reads at start) returns every large freed tensor to the OS at once.
+PINNED_GLIBC = {"MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
+
+
+def start(spec: dict, env: dict[str, str], root: str) -> subprocess.Popen:
+    # Output to files, not pipes: two children writing to pipes read one after the other could block.
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, json.dumps(spec), root],
+        stdout=open(os.path.join(root, "stdout"), "w"),  # noqa: SIM115 - closed with the folder
+        stderr=open(os.path.join(root, "stderr"), "w"),  # noqa: SIM115
+        text=True,
+        env={**os.environ, **env},
     )
-    errors = []
+
+
+def measure(spec: dict) -> tuple[dict, dict]:
+    """(default glibc run, pinned-threshold run with the profiler): two processes side by side
+    (peaks are per process, so running them together changes neither, only the wall time)."""
+    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+        children = [
+            start({**spec, "profile": False}, {}, a),
+            start({**spec, "profile": True}, PINNED_GLIBC, b),
+        ]
+        results = []
+        for child, root in zip(children, (a, b), strict=True):
+            child.wait()
+            out = open(os.path.join(root, "stdout")).read()
+            if child.returncode != 0:
+                raise RuntimeError(open(os.path.join(root, "stderr")).read()[-800:])
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    return results[0], results[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", default="", help="Run only settings whose name contains this.")
+    parser.add_argument("--json", action="store_true", help="Also print each row's breakdown as JSON.")
+    args = parser.parse_args()
+    mib = 2**20
+    head = f"{'setting':22} {'estimate':>9} {'measured':>9} {'error':>7}"
+    print(f"{head}   {'rss-dflt':>9} {'tensors':>9} {'error':>7}")
+    errors, tensor_errors = [], []
     for name, shape, method, batch, seq, ckpt, optim in SETTINGS:
-        spec = {"shape": shape, "method": method, "batch": batch, "seq": seq, "ckpt": ckpt, "optim": optim}
-        with tempfile.TemporaryDirectory() as root:
-            result = subprocess.run(
-                [sys.executable, "-c", CHILD, json.dumps(spec), root],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-        if result.returncode != 0:
-            print(f"{name:24} failed: {result.stderr[-800:]}")
+        if args.only not in name:
             continue
-        row = json.loads(result.stdout.strip().splitlines()[-1])
-        error = row["estimate"] / row["measured"] - 1
+        spec = {"shape": shape, "method": method, "batch": batch, "seq": seq, "ckpt": ckpt, "optim": optim}
+        try:
+            default, pinned = measure(spec)
+        except RuntimeError as exc:
+            print(f"{name:22} failed: {exc}")
+            continue
+        estimate = pinned["estimate"]
+        error = estimate / pinned["measured"] - 1
+        tensor_error = estimate / pinned["tensors"] - 1
         errors.append(abs(error))
-        print(f"{name:24} {row['estimate'] / 2**20:10.1f} {row['measured'] / 2**20:10.1f} {error:+8.1%}")
+        tensor_errors.append(abs(tensor_error))
+        print(
+            f"{name:22} {estimate / mib:9.1f} {pinned['measured'] / mib:9.1f} {error:+7.1%}   "
+            f"{default['measured'] / mib:9.1f} {pinned['tensors'] / mib:9.1f} {tensor_error:+7.1%}"
+        )
+        if args.json:
+            print(json.dumps({"setting": name, **pinned, "rss_default": default["measured"]}))
     if errors:
-        print(f"max |error| {max(errors):.1%}, mean |error| {sum(errors) / len(errors):.1%} (target <= 25%)")
+        print(
+            "MiB. measured = peak RSS delta with glibc's mmap threshold pinned; rss-dflt = the same with "
+            "glibc's default\n(dynamic) threshold; tensors = peak live tensor bytes (torch profiler). "
+            "error = estimate/x - 1.\n"
+            f"vs measured: max |error| {max(errors):.1%}, mean {sum(errors) / len(errors):.1%}; "
+            f"vs tensors: max {max(tensor_errors):.1%}, mean {sum(tensor_errors) / len(tensor_errors):.1%}"
+            " (target <= 25%)"
+        )
 
 
 if __name__ == "__main__":

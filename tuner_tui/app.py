@@ -27,7 +27,6 @@ from textual.screen import Screen
 from tomlkit import TOMLDocument
 
 from tuner_tui.errors import EXIT_OK, TunerError
-from tuner_tui.screens.messages import DraftEdited
 from tuner_tui.paths import absolute_if_local
 from tuner_tui.recipe import Problem, Recipe, dumps_recipe, read_recipe, save_recipe, with_changes
 from tuner_tui.runs import control
@@ -39,6 +38,7 @@ from tuner_tui.screens.data import DataScreen
 from tuner_tui.screens.evaluation import EvaluationScreen
 from tuner_tui.screens.export import ExportScreen
 from tuner_tui.screens.help import HelpScreen
+from tuner_tui.screens.messages import DraftEdited
 from tuner_tui.screens.model import ModelScreen
 from tuner_tui.screens.objective import ObjectiveScreen
 from tuner_tui.screens.step import StepScreen, problem_section

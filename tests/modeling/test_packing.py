@@ -91,3 +91,52 @@ def test_packing_with_prompt_tuning_is_refused(tiny_assets, tmp_path: Path) -> N
     )
     with pytest.raises(TunerError, match="packing = true does not work with"):
         train_in_process(recipe_path, tmp_path / "runs")
+
+
+def test_bucketing_and_packing_are_exclusive_and_bucketing_sets_the_sampler(tiny_assets, tmp_path) -> None:
+    from tuner_tui.errors import TunerError
+    from tuner_tui.runs.layout import RunDir
+    from tuner_tui.training.examples import LENGTH_COLUMN, check_batching
+    from tuner_tui.training.run import training_arguments
+
+    recipe = Recipe()
+    recipe.training.packing = recipe.training.bucket_by_length = True
+    with pytest.raises(TunerError, match="packing = true and bucket_by_length = true"):
+        check_batching(recipe)
+    recipe.training.packing = False
+    check_batching(recipe)
+    args = training_arguments(recipe, RunDir(tmp_path / "run"), "cpu", has_validation=False)
+    assert args.train_sampling_strategy == "group_by_length"
+    assert args.length_column_name == LENGTH_COLUMN
+    recipe.training.bucket_by_length = False
+    assert (
+        training_arguments(recipe, RunDir(tmp_path / "run"), "cpu", False).train_sampling_strategy == "random"
+    )
+
+
+def test_training_with_bucketing_reads_the_length_column(tiny_assets, tmp_path: Path, monkeypatch) -> None:
+    from transformers import trainer_pt_utils
+
+    sampled: list[list[int]] = []
+    real = trainer_pt_utils.LengthGroupedSampler.__init__
+
+    def spy(self, *args, **kwargs):
+        sampled.append(kwargs.get("lengths"))
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_pt_utils.LengthGroupedSampler, "__init__", spy)
+    recipe_path = recipe_for(
+        tmp_path,
+        tiny_assets["data"],
+        tiny_assets["model"],
+        {"type": "lora", "r": 4, "alpha": 8.0},
+        max_steps=3,
+        bucket_by_length=True,
+        save_every_steps=1000,
+    )
+    outcome, _, events = train_in_process(recipe_path, tmp_path / "runs")
+    assert outcome.global_step == 3
+    train = outcome.data.train
+    assert train["length"] == [len(ids) for ids in train["input_ids"]]
+    # The sampler got our lengths (no re-tokenizing, no walk over input_ids).
+    assert sampled and sampled[0] is not None and list(sampled[0]) == list(train["length"])

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuner_tui.errors import TunerError
-from tuner_tui.modeling.resolve import resolve_model
+from tuner_tui.modeling.loading import load_error
+from tuner_tui.modeling.resolve import hub_kwargs, resolve_model
 from tuner_tui.recipe import ModelConfig
 
 
@@ -55,16 +55,10 @@ def load_config(model: ModelConfig, base_dir: Path | None = None) -> Any:
     from transformers import AutoConfig
 
     path = resolve_model(model.name_or_path, base_dir)
-    kwargs: dict[str, Any] = {"trust_remote_code": model.trust_remote_code}
-    if model.revision:
-        kwargs["revision"] = model.revision
     try:
-        return AutoConfig.from_pretrained(path, **kwargs)
+        return AutoConfig.from_pretrained(path, **hub_kwargs(model))
     except (OSError, ValueError) as exc:
-        raise TunerError(
-            f"Could not read the config of [model] name_or_path = '{model.name_or_path}': {exc}. A hub id "
-            "needs the network or the Hugging Face cache; a local folder needs config.json."
-        ) from None
+        raise load_error("config", model.name_or_path, exc, path) from None
 
 
 def meta_model(config: Any, task: str, trust_remote_code: bool = False) -> Any:

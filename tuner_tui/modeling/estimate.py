@@ -1,18 +1,26 @@
-"""Estimate the training memory of a recipe before loading anything, and compare it with the device.
+"""Estimate the training memory and time of a recipe before loading anything.
 
 The model is built on the meta device (shapes only), wrapped by the recipe's method to count the
-trainable parameters exactly, and the memory is the sum of:
+trainable parameters exactly. Memory is the peak over the two moments of a step when most is
+alive, on top of what lives for the whole run:
 
-- weights: every base parameter in the training dtype (4-bit NF4 for qlora's linear layers);
-- trainable params: adapter weights (peft keeps them in float32); 0 for full/freeze, whose
-  trainable weights are already part of `weights`;
-- gradients: one per trainable parameter, in its dtype;
-- optimizer state: AdamW keeps two moments per trainable parameter, 8-bit AdamW two bytes, SGD none;
-- activations: tensors saved for backward, per token per layer `ACT_PER_HIDDEN * hidden +
-  ACT_PER_INTERMEDIATE * intermediate` elements, plus the float32 logits, their log-softmax and
-  gradient (3 x tokens x vocab x 4 bytes). With gradient checkpointing only each layer's input is
-  kept, plus one layer recomputed during backward;
-- overhead: CUDA context and allocator fragmentation on a GPU; allocator slack on the CPU.
+- always: weights in the training dtype (4-bit NF4 for qlora's linear layers), adapter weights
+  (peft keeps them in float32), optimizer state (AdamW two moments per trainable parameter, 8-bit
+  AdamW two bytes, SGD none);
+- start of backward: every tensor saved for backward, per token per layer `ACT_PER_HIDDEN * hidden
+  + ACT_PER_INTERMEDIATE * intermediate` elements plus adapter-dropout copies (attention scores
+  only for the eager kernel: SDPA keeps none), plus the loss's float32 logits buffers
+  (3 x tokens x vocab x 4 bytes). With gradient checkpointing only each layer's input is saved and
+  the peak is the larger of the logits buffers and one recomputed layer (backward finishes the
+  loss before it recomputes a layer). Gradients count here only with gradient accumulation
+  (otherwise they are set to None after each step);
+- optimizer step: all gradients plus the step's temporaries (foreach AdamW's sqrt(v)).
+
+Overhead: CUDA context and allocator fragmentation on a GPU; allocator slack on the CPU.
+
+Time is FLOPs per token (about 6N for full tuning, 4N for adapters on a frozen base, plus
+attention and checkpointing's recompute) times the planned tokens, over a matmul throughput
+measured on this device once per process, scaled by an assumed training efficiency.
 
 `benchmarks/memory_estimate.py` measures real CPU training steps against this; the constants below
 come from counting the tensors a Llama decoder layer saves for backward (see the comments).
@@ -21,25 +29,42 @@ come from counting the tensors a Llama decoder layer saves for backward (see the
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
+import functools
+import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tuner_tui.recipe import Recipe
 
-# Elements saved for backward per token per decoder layer. Hidden-sized: the two RMSNorms (input,
-# rsqrt'd input and output, 3 each), q/k/v after RoPE (3), attention output (1), residual sums (2)
-# -> 12. Intermediate-sized (SwiGLU MLP): gate and up projections, SiLU(gate) and the product fed
-# to down_proj -> 4. Adapter dropout copies and attention scores are counted separately.
-ACT_PER_HIDDEN = 12
+# Elements saved for backward per token per decoder layer. Hidden-sized: each RMSNorm keeps its
+# input, the normalised input and its output (the q/k/v or gate/up input) -> 6 for two; SDPA keeps
+# q and k after RoPE, v and its output, whose transposed view is o_proj's input -> 4. Residual
+# sums save nothing -> 10 (measured with saved_tensors_hooks on a Llama layer: 10.0).
+# Intermediate-sized (SwiGLU MLP): gate and up projections, SiLU(gate) and the product fed
+# to down_proj -> 4. Adapter dropout copies and eager attention scores are counted separately.
+ACT_PER_HIDDEN = 10
 ACT_PER_INTERMEDIATE = 4
-# logits, their float32 log-softmax kept by cross-entropy, and the logits' gradient.
+# At the start of backward: cross-entropy's saved float32 log-softmax, the gradient arriving for it
+# and the logits' gradient it produces (the logits themselves are freed with the model output).
 LOGIT_COPIES = 3
+# Parameter-sized temporaries an optimizer step allocates per trainable parameter: torch's foreach
+# AdamW builds sqrt(v) for every parameter before the update; fused AdamW, SGD without momentum
+# and bitsandbytes' 8-bit kernels update in place.
+OPTIMIZER_STEP_TEMPORARIES = {"adamw_torch": 1.0, "adafactor": 0.1}
 # Verdict thresholds as a share of device memory.
 FITS_SHARE = 0.85
 CUDA_CONTEXT_BYTES = 600 * 2**20
 GPU_FRAGMENTATION = 0.10
 CPU_SLACK = 0.05
+# Share of the calibration matmul's FLOP/s that a training step sustains: the step also runs
+# softmax, norms, the optimizer and Python between kernels, and its matmuls are smaller.
+TRAINING_EFFICIENCY = {"cpu": 0.3, "cuda": 0.4}
+# Square matmul size and minimum timed seconds for the device calibration.
+CALIBRATION_SIZE = {"cpu": 1024, "cuda": 4096}
+CALIBRATION_SECONDS = 0.2
+# Rows sampled from the train split to measure the mean tokens per example.
+TOKEN_SAMPLE_ROWS = 256
 OPTIMIZER_STATES = {  # (states per trainable parameter, bytes per state or None = parameter dtype)
     "adamw_torch": (2, None),
     "adamw_torch_fused": (2, None),
@@ -67,6 +92,14 @@ class Estimate:
     dtype: str
     method: str
     notes: list[str]
+    peak_phase: str = ""  # "start of backward" | "optimizer step": when the peak happens
+    # Time estimate: seconds of training (None when the planned tokens are unknown), the tokens
+    # and FLOPs it is based on, the calibrated device throughput, and the assumptions, in words.
+    time_s: float | None = None
+    planned_tokens: int = 0
+    flops_per_token: float = 0.0
+    device_flops: float = 0.0
+    time_assumptions: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (`tuner estimate --json`)."""
@@ -123,6 +156,25 @@ def _count_trainable(meta: Any, recipe: Recipe) -> tuple[int, int]:
     return trainable, dropout_inputs
 
 
+def _intermediate_copies(meta: Any, config: Any) -> int:
+    """Intermediate-sized tensors a layer saves per token: two per linear that widens to the
+    intermediate size (its output and the activation of it), so 4 for SwiGLU's gate and up, 2 for
+    a GELU MLP."""
+    import torch
+
+    from tuner_tui.modeling.methods import layer_stack
+
+    intermediate = _shape(config)[1]
+    try:
+        _, layers = layer_stack(meta)
+    except Exception:  # no layer list found: assume the common gated MLP
+        return ACT_PER_INTERMEDIATE
+    widening = sum(
+        1 for m in layers[0].modules() if isinstance(m, torch.nn.Linear) and m.out_features == intermediate
+    )
+    return 2 * widening if widening else ACT_PER_INTERMEDIATE
+
+
 def _layer_linear_params(meta: Any) -> int:
     """Parameters in linear layers inside the repeated blocks (what 4-bit quantizes)."""
     import torch
@@ -131,6 +183,23 @@ def _layer_linear_params(meta: Any) -> int:
 
     _, layers = layer_stack(meta)
     return sum(m.weight.numel() for m in layers.modules() if isinstance(m, torch.nn.Linear))
+
+
+def _shape(config: Any) -> tuple[int, int, int, int, int]:
+    """(hidden, intermediate, layers, heads, vocab) of the text model, with common defaults."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    hidden = getattr(text, "hidden_size", 768)
+    intermediate = getattr(text, "intermediate_size", None) or 4 * hidden
+    layers = getattr(text, "num_hidden_layers", 12)
+    heads = getattr(text, "num_attention_heads", max(hidden // 64, 1))
+    vocab = getattr(text, "vocab_size", 32000)
+    return hidden, intermediate, layers, heads, vocab
+
+
+def logits_bytes_per_sequence(config: Any, max_length: int) -> int:
+    """Peak bytes of the output head's buffers for one sequence: float32 logits x LOGIT_COPIES."""
+    vocab = _shape(config)[4]
+    return LOGIT_COPIES * max_length * vocab * 4
 
 
 def activation_bytes_per_sequence(
@@ -142,34 +211,214 @@ def activation_bytes_per_sequence(
     grad_layers: int | None = None,
     dropout_inputs: int = 0,
     quadratic_attention: bool = False,
+    lm_head: bool = True,
+    intermediate_copies: int = ACT_PER_INTERMEDIATE,
+    attention_dropout: bool = False,
 ) -> int:
-    """Bytes of saved activations for one sequence of `max_length` tokens.
+    """Peak bytes of activations (saved tensors plus the loss's logits buffers) for one sequence.
+
+    Without checkpointing every layer's saved tensors are alive when backward starts at the loss,
+    together with the logits buffers: the two add up. With checkpointing only each layer's input
+    is saved; backward first runs through the loss (logits buffers alive), frees them, and only
+    then recomputes one layer at a time, so the peak is the larger of the two, not their sum.
 
     Args:
         grad_layers: Layers that backward runs through (freeze: the trainable ones); None = all.
         dropout_inputs: Per layer, summed input widths of adapted linears with dropout: each keeps
             its dropped-out input (act_bytes) and a mask (1 byte).
         quadratic_attention: The attention kernel materialises scores and probabilities
-            (2 x heads x length^2): true for torch's CPU path, false for flash/memory-efficient
-            SDPA on a GPU.
+            (2 x heads x length^2): true for the "eager" implementation, and for SDPA on the CPU
+            with attention dropout (torch's CPU flash kernel has no dropout, so the math kernel
+            runs); otherwise SDPA saves a log-sum-exp per row instead.
+        attention_dropout: Attention dropout is on in training: its mask adds a byte per score.
+        lm_head: The model ends in a vocabulary-sized head (causal LM); a classifier's logits are
+            a few numbers per sequence.
+        intermediate_copies: Intermediate-sized tensors saved per token per layer: 4 for a gated
+            MLP (SwiGLU), 2 for a plain one (GELU: the up projection's output and the activation).
     """
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    hidden = getattr(text, "hidden_size", 768)
-    intermediate = getattr(text, "intermediate_size", None) or 4 * hidden
-    layers = getattr(text, "num_hidden_layers", 12)
-    heads = getattr(text, "num_attention_heads", max(hidden // 64, 1))
-    vocab = getattr(text, "vocab_size", 32000)
-    per_layer = max_length * (ACT_PER_HIDDEN * hidden + ACT_PER_INTERMEDIATE * intermediate) * act_bytes
+    hidden, intermediate, layers, heads, _ = _shape(config)
+    per_layer = max_length * (ACT_PER_HIDDEN * hidden + intermediate_copies * intermediate) * act_bytes
     per_layer += max_length * dropout_inputs // max(layers, 1) * (act_bytes + 1)
     if quadratic_attention:
-        per_layer += 2 * heads * max_length * max_length * act_bytes
+        # Softmax output and the dropped-out probabilities (the same tensor without dropout, but
+        # then the kernel is eager and saves the scores instead), plus dropout's 1-byte mask.
+        per_layer += heads * max_length * max_length * (2 * act_bytes + (1 if attention_dropout else 0))
     saved_layers = layers if grad_layers is None else grad_layers
+    logits = logits_bytes_per_sequence(config, max_length) if lm_head else 0
     if checkpointing:
-        # Each layer keeps its input; one layer at a time is recomputed with everything saved.
-        layer_total = saved_layers * max_length * hidden * act_bytes + per_layer
-    else:
-        layer_total = saved_layers * per_layer
-    return layer_total + LOGIT_COPIES * max_length * vocab * 4
+        # The recomputed layer's backward also holds gradients of its widest outputs for a moment.
+        recompute = per_layer + max_length * (2 * hidden + 2 * intermediate) * act_bytes
+        return saved_layers * max_length * hidden * act_bytes + max(logits, recompute)
+    return saved_layers * per_layer + logits
+
+
+@functools.lru_cache(maxsize=8)
+def measure_throughput(device: str, dtype: str) -> float:
+    """FLOP/s of a square matmul on `device` ('cpu' | 'cuda') in `dtype`, measured once per process.
+
+    A short calibration (about CALIBRATION_SECONDS): one warm-up, then repeated matmuls.
+    """
+    import torch
+
+    n = CALIBRATION_SIZE.get(device, 1024)
+    torch_dtype = getattr(torch, dtype)
+    a = torch.randn(n, n, device=device).to(torch_dtype)
+    b = torch.randn(n, n, device=device).to(torch_dtype)
+
+    def sync() -> None:
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    torch.matmul(a, b)
+    sync()
+    reps, start = 0, time.perf_counter()
+    while True:
+        torch.matmul(a, b)
+        reps += 1
+        sync()
+        elapsed = time.perf_counter() - start
+        if elapsed >= CALIBRATION_SECONDS:
+            return 2 * n**3 * reps / elapsed
+
+
+def flops_per_token(
+    config: Any,
+    total_params: int,
+    trainable_params: int,
+    method: str,
+    tokens_per_sequence: float,
+    *,
+    checkpointing: bool = False,
+    trainable_layers: int = 0,
+) -> float:
+    """Training FLOPs (forward + backward) per token.
+
+    A matmul with N weights costs 2N FLOPs per token forward. Backward costs 2N for the input
+    gradients of every layer it runs through, plus 2N for the weight gradients of trainable
+    weights: 6N for full tuning, about 4N plus the adapters' 6N_adapter for LoRA on a frozen
+    base. Causal attention adds 2 x layers x hidden x length forward (QK^T and AV, half masked)
+    and twice that backward. Checkpointing adds one more forward. Input embeddings are lookups.
+    """
+    hidden, _, layers, _, vocab = _shape(config)
+    matmul = max(total_params - vocab * hidden, 1)
+    attention = 2 * layers * hidden * tokens_per_sequence
+    forward = 2 * matmul + attention
+    if method == "full":
+        backward = 2 * forward
+    elif method == "freeze":
+        share = min(trainable_layers / max(layers, 1), 1.0)
+        backward = share * forward + 2 * trainable_params
+    else:  # adapters: input gradients through the whole frozen base, weight gradients for adapters
+        forward += 2 * trainable_params
+        backward = forward + 2 * trainable_params
+    return forward * (2 if checkpointing else 1) + backward
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def _train_rows_and_mean_tokens(recipe: Recipe, base_dir: Path | None) -> tuple[int, float]:
+    """Train-split rows and the mean tokens per example over a sample (text fields tokenized,
+    chat-template tokens ignored, capped at max_length)."""
+    from tuner_tui.data.pipeline import load_splits
+    from tuner_tui.modeling.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(recipe.model, base_dir)
+    train = load_splits(recipe, base_dir, tokenizer).splits["train"]
+    sample = train.select(range(min(len(train), TOKEN_SAMPLE_ROWS)))
+    lengths = [
+        min(len(tokenizer(" ".join(_strings(row)))["input_ids"]), recipe.training.max_length)
+        for row in sample
+    ]
+    return len(train), sum(lengths) / max(len(lengths), 1)
+
+
+def planned_tokens(recipe: Recipe, base_dir: Path | None = None) -> tuple[int, float, str]:
+    """(tokens the run processes, tokens per sequence, how that was counted).
+
+    max_steps > 0: steps x sequences per step x max_length (an upper bound: full-length rows).
+    Otherwise epochs x train rows x mean tokens per example, the mean from a sample of the data.
+
+    Raises:
+        TunerError: The data or tokenizer cannot be loaded (epochs-based recipes only).
+    """
+    t = recipe.training
+    per_step = t.batch_size * t.gradient_accumulation * t.num_processes
+    if t.max_steps > 0:
+        tokens = t.max_steps * per_step * t.max_length
+        return (
+            tokens,
+            float(t.max_length),
+            (
+                f"{t.max_steps} steps x {per_step} sequences x max_length {t.max_length} "
+                "(upper bound: every row full length)"
+            ),
+        )
+    rows, mean = _train_rows_and_mean_tokens(recipe, base_dir)
+    how = f"{t.epochs:g} epochs x {rows} train rows x {mean:.0f} mean tokens (sampled)"
+    if not t.packing:
+        how += "; padding to each batch's longest row adds compute not counted here"
+    return int(t.epochs * rows * mean), mean, how
+
+
+def estimate_time(
+    recipe: Recipe,
+    config: Any,
+    total_params: int,
+    trainable_params: int,
+    dtype: str,
+    on_gpu: bool,
+    base_dir: Path | None = None,
+) -> tuple[float | None, int, float, float, list[str]]:
+    """(seconds or None, planned tokens, FLOPs per token, device FLOP/s, assumptions in words)."""
+    from tuner_tui.errors import TunerError
+
+    device = "cuda" if on_gpu and _cuda_available() else "cpu"
+    assumptions: list[str] = []
+    if on_gpu and device == "cpu":
+        assumptions.append("no CUDA GPU here: calibrated on this CPU, a GPU run will be faster")
+    try:
+        tokens, per_sequence, how = planned_tokens(recipe, base_dir)
+    except TunerError as exc:
+        return None, 0, 0.0, 0.0, [f"planned tokens unknown ({exc}); set max_steps for an estimate"]
+    assumptions.append(f"tokens: {how}")
+    t, m = recipe.training, recipe.method
+    per_token = flops_per_token(
+        config,
+        total_params,
+        trainable_params,
+        m.type,
+        per_sequence,
+        checkpointing=t.gradient_checkpointing,
+        trainable_layers=m.trainable_layers,
+    )
+    calibrated = measure_throughput(device, dtype if device == "cuda" else "float32")
+    efficiency = TRAINING_EFFICIENCY[device]
+    assumptions.append(
+        f"{per_token / 1e9:.2f} GFLOP per token ({'6N' if m.type == 'full' else 'about 4N + adapters'}"
+        f"{' + recompute' if t.gradient_checkpointing else ''}, N = {total_params:,}, plus attention)"
+    )
+    assumptions.append(
+        f"{device} sustains {efficiency:.0%} of a measured {calibrated / 1e9:.0f} GFLOP/s {dtype} matmul"
+    )
+    seconds = tokens * per_token / (calibrated * efficiency * max(t.num_processes, 1))
+    return seconds, tokens, per_token, calibrated, assumptions
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:  # a broken driver reads as no GPU
+        return False
 
 
 def estimate_memory(
@@ -207,6 +456,12 @@ def estimate_memory(
     adapter = m.type not in ("full", "freeze")
     param_bytes = 4 if adapter else act_bytes  # peft keeps adapter weights in float32
     states, state_bytes = OPTIMIZER_STATES.get(t.optimizer, (2, None))
+    attention_kernel = getattr(meta.config, "_attn_implementation", None)
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    attention_dropout = bool(
+        getattr(text_config, "attention_dropout", None)
+        or getattr(text_config, "attention_probs_dropout_prob", 0)
+    )
     per_sequence = activation_bytes_per_sequence(
         config,
         t.max_length,
@@ -215,24 +470,38 @@ def estimate_memory(
         # Backward stops at the first trainable layer: frozen layers below it save nothing.
         grad_layers=m.trainable_layers if m.type == "freeze" else None,
         dropout_inputs=dropout_inputs,
-        quadratic_attention=not on_gpu,
+        quadratic_attention=attention_kernel == "eager" or (not on_gpu and attention_dropout),
+        attention_dropout=attention_dropout,
+        lm_head=recipe.model.task == "causal_lm",
+        intermediate_copies=_intermediate_copies(meta, config),
     )
     if m.type in ("prompt_tuning", "prefix_tuning"):
         per_sequence = int(per_sequence * (t.max_length + m.num_virtual_tokens) / t.max_length)
-    breakdown = {
+    gradients = trainable * param_bytes
+    step_temporaries = int(trainable * OPTIMIZER_STEP_TEMPORARIES.get(t.optimizer, 0) * param_bytes)
+    # Alive for the whole run: weights, adapter weights, optimizer moments.
+    persistent = {
         "weights": weights,
         "trainable_params": trainable * param_bytes if adapter else 0,
-        "gradients": trainable * param_bytes,
         "optimizer_state": int(trainable * states * (state_bytes or param_bytes)),
-        "activations": per_sequence * t.batch_size,
     }
-    fixed = sum(v for k, v in breakdown.items() if k != "activations")
+    # Gradients are set to None after each optimizer step, so with one forward per step they do not
+    # coexist with the activations; with accumulation they carry over into the next forward.
+    grads_in_backward = gradients if t.gradient_accumulation > 1 else 0
+
+    def phases(batch: int) -> tuple[str, dict[str, int]]:
+        backward = {"gradients": grads_in_backward, "activations": per_sequence * batch}
+        step = {"gradients": gradients, "activations": 0, "optimizer_step": step_temporaries}
+        if sum(step.values()) > sum(backward.values()):
+            return "optimizer step", {**persistent, **step}
+        return "start of backward", {**persistent, **backward, "optimizer_step": 0}
 
     def with_overhead(subtotal: int) -> int:
         if on_gpu:
             return int(subtotal * (1 + GPU_FRAGMENTATION)) + CUDA_CONTEXT_BYTES
         return int(subtotal * (1 + CPU_SLACK))
 
+    peak_phase, breakdown = phases(t.batch_size)
     subtotal = sum(breakdown.values())
     total_bytes = with_overhead(subtotal)
     breakdown["overhead"] = total_bytes - subtotal
@@ -244,14 +513,29 @@ def estimate_memory(
         verdict = "won't-fit"
     max_batch = 0
     while (
-        with_overhead(fixed + per_sequence * (max_batch + 1)) <= FITS_SHARE * device_bytes
+        with_overhead(sum(phases(max_batch + 1)[1].values())) <= FITS_SHARE * device_bytes
         and max_batch < 4096
     ):
         max_batch += 1
+    notes.append(
+        f"peak at the {peak_phase}: "
+        + (
+            (
+                "all saved activations and the loss's logits buffers"
+                if recipe.model.task == "causal_lm"
+                else "all saved activations"
+            )
+            if peak_phase == "start of backward"
+            else "gradients, optimizer state and the step's temporaries"
+        )
+    )
     if t.gradient_accumulation > 1:
         notes.append(f"gradient_accumulation = {t.gradient_accumulation} adds no memory")
     if verdict != "fits" and not t.gradient_checkpointing:
         notes.append("gradient_checkpointing = true would cut activations to about one layer's worth")
+    time_s, tokens, per_token, device_flops, assumptions = estimate_time(
+        recipe, config, total, trainable, dtype, on_gpu, base_dir
+    )
     return Estimate(
         total_bytes=total_bytes,
         device_bytes=int(device_bytes),
@@ -266,6 +550,12 @@ def estimate_memory(
         dtype=dtype,
         method=m.type,
         notes=notes,
+        peak_phase=peak_phase,
+        time_s=time_s,
+        planned_tokens=tokens,
+        flops_per_token=per_token,
+        device_flops=device_flops,
+        time_assumptions=assumptions,
     )
 
 
@@ -302,3 +592,18 @@ def render_estimate(estimate: Estimate, console: Any) -> None:
     )
     for note in estimate.notes:
         console.print(f"  note: {note}", highlight=False)
+    if estimate.time_s is not None:
+        duration = _duration(estimate.time_s)
+        console.print(f"Time: about {duration} for {estimate.planned_tokens:,} tokens", highlight=False)
+    else:
+        console.print("Time: unknown", highlight=False)
+    for assumption in estimate.time_assumptions:
+        console.print(f"  assumes: {assumption}", highlight=False)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

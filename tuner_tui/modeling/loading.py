@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuner_tui.errors import TunerError
-from tuner_tui.modeling.resolve import resolve_model
+from tuner_tui.modeling.resolve import hub_kwargs, resolve_model
 from tuner_tui.recipe import MethodConfig, ModelConfig
 
 if TYPE_CHECKING:
     import torch
+
+log = logging.getLogger(__name__)
+
+# Weight files `torch.load` unpickles: loading one can run arbitrary code.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 # Used when the tokenizer has no chat template and the recipe gives none: a plain
 # instruction/response layout that any base model can learn.
@@ -39,19 +46,90 @@ NAMED_CHAT_TEMPLATES = {"alpaca": FALLBACK_CHAT_TEMPLATE, "chatml": CHATML_CHAT_
 DEFAULT_FALLBACK = "alpaca"
 
 
-def _hub_kwargs(model: ModelConfig) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"trust_remote_code": model.trust_remote_code}
-    if model.revision:
-        kwargs["revision"] = model.revision
-    return kwargs
-
-
-def _load_error(what: str, name: str, exc: Exception) -> TunerError:
-    return TunerError(
-        f"Could not load the {what} of [model] name_or_path = '{name}': {exc}. A hub id needs the "
-        "network or the Hugging Face cache (offline: HF_HUB_OFFLINE=1 uses the cache only); a "
-        "local folder needs the files save_pretrained writes."
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE (or the older TRANSFORMERS_OFFLINE) is set: only the local cache is read."""
+    return any(
+        os.environ.get(key, "").strip().lower() in ("1", "true", "yes", "on")
+        for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
     )
+
+
+def hub_cache_dir() -> str:
+    """The Hugging Face hub cache folder this process reads (HF_HUB_CACHE / HF_HOME aware)."""
+    try:
+        from huggingface_hub import constants
+
+        return str(constants.HF_HUB_CACHE)
+    except ImportError:  # pragma: no cover - transformers depends on huggingface_hub
+        return os.path.join(os.environ.get("HF_HOME", "~/.cache/huggingface"), "hub")
+
+
+def load_error(what: str, name: str, exc: Exception, path: str) -> TunerError:
+    if Path(path).is_dir():
+        return TunerError(
+            f"Could not load the {what} of [model] name_or_path = '{name}' from the folder {path}: "
+            f"{exc}. A local folder needs the files save_pretrained writes."
+        )
+    if hub_offline():
+        return TunerError(
+            f"Could not load the {what} of the hub model '{name}': HF_HUB_OFFLINE is set, so only "
+            f"the local Hugging Face cache ({hub_cache_dir()}) is read, and it does not hold this "
+            f"model{' at that revision' if 'revision' in str(exc) else ''} ({exc}). Download it once "
+            f"while online (huggingface-cli download {name}), copy the cache here, or point "
+            "name_or_path at a folder written by save_pretrained."
+        )
+    return TunerError(
+        f"Could not load the {what} of the hub model '{name}': {exc}. A hub id needs the network "
+        f"or the Hugging Face cache ({hub_cache_dir()}); offline, HF_HUB_OFFLINE=1 reads the cache only."
+    )
+
+
+def weight_files(folder: Path) -> tuple[list[str], list[str]]:
+    """(safetensors files, pickle weight files) directly in `folder`, sorted by name."""
+    names = sorted(p.name for p in folder.iterdir() if p.is_file())
+    safe = [n for n in names if n.endswith(".safetensors")]
+    pickled = [n for n in names if n.endswith(PICKLE_SUFFIXES) and n != "training_args.bin"]
+    return safe, pickled
+
+
+def weights_kwargs(model: ModelConfig, path: str) -> dict[str, Any]:
+    """`from_pretrained` options that decide which weight format may load.
+
+    Only safetensors load unless `[model] allow_pickle_weights = true` (a pickle file can run code
+    when loaded); with it, pickle files are allowed and a warning is logged.
+
+    Raises:
+        TunerError: A local folder has only pickle weights and the flag is off, or no weights at all.
+    """
+    folder = Path(path)
+    if not folder.is_dir():  # a hub id: transformers checks the repository's files
+        if model.allow_pickle_weights:
+            log.warning(
+                "[model] allow_pickle_weights = true: if the hub model '%s' has no safetensors, its "
+                ".bin (pickle) weights load, and unpickling can run code. Only for sources you trust.",
+                model.name_or_path,
+            )
+            return {}
+        return {"use_safetensors": True}
+    safe, pickled = weight_files(folder)
+    if safe:
+        return {"use_safetensors": True}
+    if not pickled:
+        return {}  # let transformers name what is missing (e.g. a config-only folder)
+    if not model.allow_pickle_weights:
+        raise TunerError(
+            f"The model folder {folder} has no .safetensors weights, only pickle files "
+            f"({', '.join(pickled)}), and tuner loads only safetensors: unpickling a file can run "
+            "code. Convert them (load once and save_pretrained(..., safe_serialization=True)), or, "
+            "for a source you trust, set [model] allow_pickle_weights = true."
+        )
+    log.warning(
+        "Loading pickle weights (%s) from %s because [model] allow_pickle_weights = true: "
+        "unpickling can run code. Only for sources you trust.",
+        ", ".join(pickled),
+        folder,
+    )
+    return {"use_safetensors": False}
 
 
 def load_tokenizer(model: ModelConfig, base_dir: Path | None = None) -> Any:
@@ -59,9 +137,9 @@ def load_tokenizer(model: ModelConfig, base_dir: Path | None = None) -> Any:
 
     path = resolve_model(model.name_or_path, base_dir)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, **_hub_kwargs(model))
+        tokenizer = AutoTokenizer.from_pretrained(path, **hub_kwargs(model))
     except (OSError, ValueError) as exc:
-        raise _load_error("tokenizer", model.name_or_path, exc) from None
+        raise load_error("tokenizer", model.name_or_path, exc, path) from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     if model.chat_template:
@@ -119,7 +197,11 @@ def load_model(
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     path = resolve_model(model.name_or_path, base_dir)
-    kwargs: dict[str, Any] = {**_hub_kwargs(model), "dtype": torch_dtype(model.dtype, device)}
+    kwargs: dict[str, Any] = {
+        **hub_kwargs(model),
+        **weights_kwargs(model, path),
+        "dtype": torch_dtype(model.dtype, device),
+    }
     if quantize_4bit:
         kwargs["quantization_config"] = qlora_quantization_config(device, kwargs["dtype"])
         kwargs["device_map"] = {"": 0}
@@ -135,7 +217,7 @@ def load_model(
             )
         return AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as exc:
-        raise _load_error("weights", model.name_or_path, exc) from None
+        raise load_error("weights", model.name_or_path, exc, path) from None
 
 
 def qlora_quantization_config(device: str, compute_dtype: Any) -> Any:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import Any
 
 from tuner_tui.errors import TunerError
+from tuner_tui.recipe import ModelConfig
 
 # Models that ship inside a Python package, usable offline by their package name.
 PACKAGED_MODELS = {
@@ -39,3 +41,23 @@ def resolve_model(name_or_path: str, base_dir: Path | None = None) -> str:
     if name_or_path.startswith((".", "/", "~")):
         raise TunerError(f"The model folder {name_or_path} does not exist. Fix [model] name_or_path.")
     return name_or_path
+
+
+def hub_kwargs(model: ModelConfig) -> dict[str, Any]:
+    """`revision` and `trust_remote_code` for every `from_pretrained` of the model (config,
+    tokenizer, weights), so all three come from the same commit.
+
+    Remote code runs only when the recipe says so and pins the revision it was reviewed at.
+
+    Raises:
+        TunerError: trust_remote_code without a revision (recipe validation normally catches it).
+    """
+    if model.trust_remote_code and not model.revision:
+        raise TunerError(
+            "[model] trust_remote_code = true needs [model] revision: remote code runs on your "
+            "machine, so pin the commit you reviewed, or set trust_remote_code = false."
+        )
+    kwargs: dict[str, Any] = {"trust_remote_code": bool(model.trust_remote_code)}
+    if model.revision:
+        kwargs["revision"] = model.revision
+    return kwargs

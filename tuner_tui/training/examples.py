@@ -22,6 +22,24 @@ if TYPE_CHECKING:
     from datasets import Dataset
 
 IGNORE = -100
+# Token count per example, stored when `[training] bucket_by_length` so transformers'
+# LengthGroupedSampler reads lengths instead of walking every row's input_ids.
+LENGTH_COLUMN = "length"
+
+
+def check_batching(recipe: Recipe) -> None:
+    """Packing and length bucketing are two answers to padding waste; a recipe picks one.
+
+    Raises:
+        TunerError: Both `[training] packing` and `bucket_by_length` are true.
+    """
+    t = recipe.training
+    if t.packing and t.bucket_by_length:
+        raise TunerError(
+            "[training] packing = true and bucket_by_length = true are alternatives: packing "
+            "removes padding by joining examples into one row, bucketing reduces it by batching "
+            "examples of similar length. Set one of them to false."
+        )
 
 
 @dataclass
@@ -116,7 +134,11 @@ def encode_causal(
 
 
 def prepare_data(recipe: Recipe, tokenizer: Any, base_dir: Path | None = None) -> PreparedData:
-    """Load, split and tokenize the recipe's data for its task."""
+    """Load, split and tokenize the recipe's data for its task.
+
+    With `[training] bucket_by_length`, every split gets a `length` column (tokens per example).
+    """
+    check_batching(recipe)
     data = load_splits(recipe, base_dir, tokenizer)
     detection, parts = data.detection, data.splits
     task = recipe.model.task
@@ -157,6 +179,8 @@ def prepare_data(recipe: Recipe, tokenizer: Any, base_dir: Path | None = None) -
             ds = ds.filter(lambda row: any(t != IGNORE for t in row["labels"]))
             if name == "train":
                 dropped = before - len(ds)
+        if recipe.training.bucket_by_length:
+            ds = ds.add_column(LENGTH_COLUMN, [len(ids) for ids in ds["input_ids"]])
         encoded[name] = ds
     if len(encoded["train"]) == 0:
         raise TunerError(

@@ -22,7 +22,13 @@ from tuner_tui.recipe import Recipe
 from tuner_tui.runs.events import EventWriter
 from tuner_tui.runs.layout import RunDir
 from tuner_tui.training.callback import EventCallback
-from tuner_tui.training.examples import PreparedData, make_collator, prepare_data
+from tuner_tui.training.examples import (
+    LENGTH_COLUMN,
+    PreparedData,
+    check_batching,
+    make_collator,
+    prepare_data,
+)
 
 
 def resolve_device(requested: str) -> str:
@@ -70,6 +76,9 @@ def training_arguments(recipe: Recipe, run: RunDir, device: str, has_validation:
         weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm,
         optim=t.optimizer,
+        # Bucketing: batches of similar length (shuffled in mega-batches), lengths from our column.
+        train_sampling_strategy="group_by_length" if t.bucket_by_length else "random",
+        length_column_name=LENGTH_COLUMN,
         activation_checkpointing=t.gradient_checkpointing,
         logging_strategy="steps",
         logging_steps=t.log_every_steps,
@@ -116,6 +125,7 @@ def train(
     data fingerprint there)."""
     from transformers import PrinterCallback, Trainer, set_seed
 
+    check_batching(recipe)
     device = resolve_device(recipe.training.device)
     set_seed(recipe.project.seed, deterministic=device == "cpu")
     tokenizer = load_tokenizer(recipe.model)
