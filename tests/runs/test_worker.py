@@ -121,6 +121,7 @@ def test_end_to_end_run_completes_with_events_and_lock(tiny_recipe, tmp_path: Pa
     assert frozen.environment["data_fingerprint"].startswith("sha256:")
     assert frozen.environment["recipe_hash"] == load_recipe(recipe).hash()
     assert frozen.environment["device"] == "cpu"
+    assert frozen.environment["chat_template"] == "fallback:alpaca"  # the tiny tokenizer has none
     assert "Traceback" not in result.stdout + result.stderr
     report = json.loads((run.report / "report.json").read_text())
     assert report["verdict"] == "fail"  # perplexity passes, exact match cannot after 30 steps

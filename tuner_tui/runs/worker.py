@@ -108,6 +108,8 @@ def _prepare_and_train(run: RunDir, events: EventWriter, stop: threading.Event) 
         recorded = recipe.environment.get("data_content_fingerprint")
         if recorded is None:
             recipe.environment["data_content_fingerprint"] = fingerprint
+            if data.chat_template:
+                recipe.environment["chat_template"] = data.chat_template  # e.g. fallback:alpaca
             save_recipe(recipe, run.recipe, document)
         elif recorded != fingerprint:
             raise TunerError(
