@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.syntax import Syntax
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -160,6 +159,9 @@ class ExportScreen(StepScreen):
         return dumps_recipe(draft.recipe, draft.document), "draft recipe"
 
     def _draw_recipe(self) -> None:
+        # Here, not at module scope: rich.syntax pulls in pygments, which start-up does not need.
+        from rich.syntax import Syntax
+
         self.toml_text, origin = self._recipe_text()
         toml = self.query_one("#toml", Static)
         toml.update(

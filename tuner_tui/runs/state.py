@@ -7,8 +7,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from tuner_tui.runs.events import now_iso
 
 PHASES = ("queued", "preparing", "training", "evaluating", "completed", "failed", "stopped")
@@ -34,6 +32,8 @@ def atomic_write_json(path: Path, data: Any) -> None:
 
 
 def process_start_time(pid: int) -> float | None:
+    import psutil  # here, not at module scope: the wizard's start-up does not need it
+
     try:
         return psutil.Process(pid).create_time()
     except (psutil.NoSuchProcess, psutil.AccessDenied):
@@ -58,6 +58,8 @@ def read_raw_state(path: Path) -> dict[str, Any]:
 
 def worker_alive(state: dict[str, Any]) -> bool:
     """True when the pid in `state` is running and is the same process (not a reused pid)."""
+    import psutil
+
     pid = state.get("pid")
     if not isinstance(pid, int):
         return False
