@@ -22,7 +22,7 @@ from textual.message import Message
 from textual.widgets import Button, Checkbox, Input, Select, Static
 
 from tuner_tui.recipe import dumps_recipe
-from tuner_tui.screens.step import StepScreen
+from tuner_tui.screens.step import NO_DRAFT, StepScreen
 
 if TYPE_CHECKING:
     from tuner_tui.app import Draft
@@ -117,7 +117,7 @@ class ExportScreen(StepScreen):
     def show_draft(self, draft: Draft | None) -> None:
         note = self.query_one("#draft-note", Static)
         note.display = draft is None
-        note.update("No recipe yet: press 0 for Welcome to start from the demo, a file or blank.")
+        note.update(NO_DRAFT)
         save_path = self.query_one("#save-path", Input)
         if draft is not None and not save_path.value:
             default = draft.path or Path(f"{draft.recipe.project.name or 'recipe'}.toml")

@@ -246,14 +246,9 @@ class ModelScreen(StepScreen):
     # --- drawing from the draft ------------------------------------------------------------------
 
     def show_draft(self, draft: Draft | None) -> None:
-        note = self.query_one("#draft-note", Static)
-        self.query_one("#model-form").display = draft is not None
-        if draft is None:
-            note.update("No recipe yet: press 0 for Welcome to start from the demo, a file or blank.")
-            note.display = True
-            self.query_one("#problems", Static).update("")
+        if not self.show_form(draft, "#model-form"):
             return
-        note.display = False
+        assert draft is not None
         recipe = draft.recipe
         self._set_input("#model-name-or-path", recipe.model.name_or_path)
         # Values set from the draft must not echo back as edits (and undo an edit in flight).

@@ -180,16 +180,9 @@ class ObjectiveScreen(StepScreen):
     # --- draft -> widgets ----------------------------------------------------------------------
 
     def show_draft(self, draft: Draft | None) -> None:
-        note = self.query_one("#draft-note", Static)
-        form = self.query_one("#form")
-        if draft is None:
-            note.update("No recipe yet: press 0 for Welcome to start from the demo, a file or blank.")
-            note.display = True
-            form.display = False
-            self.query_one("#problems", Static).update("")
+        if not self.show_form(draft, "#form"):
             return
-        note.display = False
-        form.display = True
+        assert draft is not None
         recipe = draft.recipe
         with self.prevent(Input.Changed, Select.Changed):
             for key in PROJECT_FIELDS:

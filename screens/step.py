@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from tuner_tui.recipe import Problem, Recipe
 
 
+NO_DRAFT = "No recipe yet: press 0 for Welcome to start from the demo, a file or blank."
+
+
 class StepScreen(Screen[None]):
     """Base class of the wizard's screens; subclasses describe one step."""
 
@@ -84,7 +87,7 @@ class StepScreen(Screen[None]):
         problems = self.query_one("#problems", Static)
         caption = self.query_one("#values-caption", Static)
         if draft is None:
-            note.update("No recipe yet: press 0 for Welcome to start from the demo, a file or blank.")
+            note.update(NO_DRAFT)
             note.display = True
             caption.display = False
             values.set_rows([])
@@ -94,6 +97,17 @@ class StepScreen(Screen[None]):
         caption.display = True
         values.set_rows(self.rows(draft.recipe))
         problems.update(self._problems_text(draft.problems))
+
+    def show_form(self, draft: Draft | None, form: str) -> bool:
+        """For steps that edit the draft: show `form` when there is a draft, else the
+        'no recipe yet' note. Returns whether there is a draft to draw."""
+        note = self.query_one("#draft-note", Static)
+        self.query_one(form).display = draft is not None
+        note.display = draft is None
+        if draft is None:
+            note.update(NO_DRAFT)
+            self.query_one("#problems", Static).update("")
+        return draft is not None
 
     def rows(self, recipe: Recipe) -> list[tuple[str, Any]]:
         """(label, value) pairs read from the recipe; subclasses override."""

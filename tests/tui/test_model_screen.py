@@ -184,10 +184,15 @@ async def test_edits_go_to_the_draft(tmp_path: Path, fake_engine: list[Any]) -> 
         assert recipe.model.dtype == "bfloat16"
 
 
-async def test_the_estimate_follows_the_settings(tmp_path: Path, fake_engine: list[Any]) -> None:
+async def test_the_estimate_follows_the_settings(
+    tmp_path: Path, fake_engine: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A debounce wider than two edits take even on a loaded CI machine, so the count is exact.
+    monkeypatch.setattr("tuner_tui.screens.model.ESTIMATE_DEBOUNCE_S", 3.0)
     app = TunerApp(demo=True, runs_dir=tmp_path / "runs")
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("3")
+        await pilot.pause(3.5)
         await settle(pilot)
         assert "fits" in text_of(app, "#estimate")
         assert "trainable 294,912 of 22,713,216 parameters (1.298%)" in text_of(app, "#estimate")
@@ -195,6 +200,7 @@ async def test_the_estimate_follows_the_settings(tmp_path: Path, fake_engine: li
         # Several quick edits cost one estimate (debounced), of the last settings.
         for size in ("100", "128"):
             await enter(pilot, "#training-batch-size", size)
+        await pilot.pause(3.5)
         await settle(pilot)
         assert len(fake_engine) == before + 1 and fake_engine[-1].training.batch_size == 128
         assert "won't-fit" in text_of(app, "#estimate")

@@ -204,32 +204,28 @@ def build_ia3(base_model: Any, method: MethodConfig, task: str, **_: Any) -> Met
     return MethodSetup(_wrap_peft(base_model, config, method))
 
 
-def build_loha(base_model: Any, method: MethodConfig, task: str, **_: Any) -> MethodSetup:
-    """LoHa: low-rank Hadamard product adapters."""
-    from peft import LoHaConfig
+def _build_lycoris(config_name: str, base_model: Any, method: MethodConfig, task: str) -> MethodSetup:
+    """LoHa and LoKr share their parameters; only the factorisation differs."""
+    import peft
 
-    config = LoHaConfig(
+    config = getattr(peft, config_name)(
         r=method.r,
-        alpha=method.alpha,  # type: ignore[arg-type]
+        alpha=method.alpha,
         module_dropout=method.dropout,
         target_modules=_target(method),
         task_type=_task_type(task),
     )
     return MethodSetup(_wrap_peft(base_model, config, method))
+
+
+def build_loha(base_model: Any, method: MethodConfig, task: str, **_: Any) -> MethodSetup:
+    """LoHa: low-rank Hadamard product adapters."""
+    return _build_lycoris("LoHaConfig", base_model, method, task)
 
 
 def build_lokr(base_model: Any, method: MethodConfig, task: str, **_: Any) -> MethodSetup:
     """LoKr: low-rank Kronecker product adapters."""
-    from peft import LoKrConfig
-
-    config = LoKrConfig(
-        r=method.r,
-        alpha=method.alpha,  # type: ignore[arg-type]
-        module_dropout=method.dropout,
-        target_modules=_target(method),
-        task_type=_task_type(task),
-    )
-    return MethodSetup(_wrap_peft(base_model, config, method))
+    return _build_lycoris("LoKrConfig", base_model, method, task)
 
 
 def build_adalora(base_model: Any, method: MethodConfig, task: str, **kwargs: Any) -> MethodSetup:

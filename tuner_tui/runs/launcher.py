@@ -71,26 +71,33 @@ def create_run(recipe_path: Path, runs_dir: Path) -> RunDir:
         recipe.bias.pairs_file = absolute_if_local(recipe.bias.pairs_file, base)
     recipe.environment = {"source_recipe": str(recipe_path.resolve()), "recipe_hash": recipe_hash}
     run_id = new_run_id(recipe.project.name, recipe_hash)
+    runs_root = Path(runs_dir).resolve()
+    # Built under a hidden name and renamed into place: a visible run directory is always complete.
+    staging = RunDir(runs_root / f".staging-{run_id}-{os.getpid()}")
+    staging.create()
+    save_recipe(recipe, staging.recipe, document)
     for attempt in range(1, 100):
-        run = RunDir(Path(runs_dir).resolve() / (run_id if attempt == 1 else f"{run_id}-{attempt}"))
-        try:
-            run.create()
-            break
-        except FileExistsError:
+        run = RunDir(runs_root / (run_id if attempt == 1 else f"{run_id}-{attempt}"))
+        if run.root.exists():
             continue
+        write_state(
+            staging.state,
+            run_id=run.run_id,
+            phase="queued",
+            step=0,
+            created=now_iso(),
+            recipe_hash=recipe_hash,
+        )
+        with EventWriter(staging.events) as events:
+            events.emit("status", phase="queued", run_id=run.run_id)
+        try:
+            os.rename(staging.root, run.root)
+        except OSError:  # created by someone else between the check and the rename
+            staging.events.unlink()
+            continue
+        break
     else:
         raise TunerError(f"Could not create a new run directory under {runs_dir}.")
-    save_recipe(recipe, run.recipe, document)
-    write_state(
-        run.state,
-        run_id=run.run_id,
-        phase="queued",
-        step=0,
-        created=now_iso(),
-        recipe_hash=recipe_hash,
-    )
-    with EventWriter(run.events) as events:
-        events.emit("status", phase="queued", run_id=run.run_id)
     return run
 
 

@@ -102,7 +102,7 @@ def list_runs(runs_dir: Path) -> list[dict[str, Any]]:
     rows = []
     for path in runs_dir.iterdir():
         run = RunDir(path)
-        if not run.state.exists():
+        if path.name.startswith(".") or not run.state.exists():  # staging or not a run
             continue
         state = read_state(run.state)
         metric = last_metric(run)
