@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from textual.message import Message
@@ -13,3 +14,12 @@ class DraftEdited(Message):
     """A screen changed recipe values: key path -> new value (e.g. "training.epochs": 2.0)."""
 
     changes: dict[str, Any]
+
+
+@dataclass
+class RunPhaseChanged(Message):
+    """The phase shown for the followed run changed (bubbles to the App, which enables or
+    disables stop and save-now)."""
+
+    run: Path
+    phase: str | None

@@ -32,6 +32,7 @@ from tuner_tui.recipe import Recipe
 from tuner_tui.runs.events import read_events
 from tuner_tui.runs.layout import RunDir
 from tuner_tui.runs.state import ACTIVE_PHASES, CRASHED, read_state
+from tuner_tui.screens.messages import RunPhaseChanged
 from tuner_tui.screens.step import StepScreen
 from tuner_tui.widgets.checkpoint_list import CheckpointList
 from tuner_tui.widgets.gauges import GaugePanel, telemetry_gauges
@@ -86,15 +87,6 @@ class RunUnreadable(Message):
 
     run: Path
     message: str
-
-
-@dataclass
-class RunPhaseChanged(Message):
-    """The phase shown for the followed run changed (bubbles to the App, which enables or
-    disables stop and save-now)."""
-
-    run: Path
-    phase: str | None
 
 
 # --- the run as folded from its events ---------------------------------------------------------

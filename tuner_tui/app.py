@@ -34,44 +34,28 @@ from tuner_tui.runs.launcher import start_run
 from tuner_tui.runs.layout import RunDir
 from tuner_tui.runs.state import ACTIVE_PHASES
 from tuner_tui.screens.confirm import ConfirmModal
-from tuner_tui.screens.data import DataScreen
-from tuner_tui.screens.evaluation import EvaluationScreen
-from tuner_tui.screens.export import ExportScreen
 from tuner_tui.screens.help import HelpScreen
-from tuner_tui.screens.messages import DraftEdited
-from tuner_tui.screens.model import ModelScreen
-from tuner_tui.screens.objective import ObjectiveScreen
-from tuner_tui.screens.step import StepScreen, problem_section
-from tuner_tui.screens.training import RunPhaseChanged, TrainingScreen
+from tuner_tui.screens.messages import DraftEdited, RunPhaseChanged
+from tuner_tui.screens.step import problem_section
+from tuner_tui.screens.steps import STEPS
 from tuner_tui.screens.welcome import WelcomeScreen
 from tuner_tui.widgets.step_sidebar import SidebarStep, StepSidebar, StepStatus
 
 DEMO_ORIGIN = "built-in demo"
 
-STEP_SCREENS: tuple[type[StepScreen], ...] = (
-    WelcomeScreen,
-    ObjectiveScreen,
-    DataScreen,
-    ModelScreen,
-    TrainingScreen,
-    EvaluationScreen,
-    ExportScreen,
-)
-"""The wizard in order; Welcome first, then the six steps of a recipe."""
-
 
 def step_statuses(draft: Draft | None) -> dict[str, StepStatus]:
     """Each step's sidebar status from the draft: problems in its sections need attention."""
     statuses = {}
-    for screen in STEP_SCREENS:
-        if not screen.HAS_STATUS:
+    for step in STEPS:
+        if not step.has_status:
             continue
-        if draft is None or not screen.SECTIONS:
-            statuses[screen.STEP] = StepStatus.NOT_STARTED
-        elif any(problem_section(p.path) in screen.SECTIONS for p in draft.problems):
-            statuses[screen.STEP] = StepStatus.NEEDS_ATTENTION
+        if draft is None or not step.sections:
+            statuses[step.key] = StepStatus.NOT_STARTED
+        elif any(problem_section(p.path) in step.sections for p in draft.problems):
+            statuses[step.key] = StepStatus.NEEDS_ATTENTION
         else:
-            statuses[screen.STEP] = StepStatus.OK
+            statuses[step.key] = StepStatus.OK
     return statuses
 
 
@@ -120,7 +104,7 @@ class TunerApp(App[None]):
     """The fine-tuning wizard."""
 
     TITLE = "tuner"
-    MODES = {screen.STEP: screen for screen in STEP_SCREENS}
+    MODES = {step.key: step.factory() for step in STEPS}
     BINDINGS = [
         Binding("q", "quit", "Quit"),
         Binding("question_mark", "help", "Help", key_display="?"),
@@ -128,15 +112,15 @@ class TunerApp(App[None]):
         Binding("ctrl+s", "save_recipe", "Save"),
         *(
             Binding(
-                screen.JUMP_KEY,
-                f"goto('{screen.STEP}')",
+                step.jump_key,
+                f"goto('{step.key}')",
                 "Steps",
                 # One footer entry stands for all the jump keys; help lists each one.
-                show=screen.JUMP_KEY == "1",
-                key_display="0-6" if screen.JUMP_KEY == "1" else None,
-                tooltip=f"Go to {screen.STEP_TITLE}",
+                show=step.jump_key == "1",
+                key_display="0-6" if step.jump_key == "1" else None,
+                tooltip=f"Go to {step.title}",
             )
-            for screen in STEP_SCREENS
+            for step in STEPS
         ),
     ]
 
@@ -170,7 +154,7 @@ class TunerApp(App[None]):
         """A run directory to watch, from `--attach`."""
         self.set_reactive(
             TunerApp.step_status,
-            {s.STEP: StepStatus.NOT_STARTED for s in STEP_SCREENS if s.HAS_STATUS},
+            {step.key: StepStatus.NOT_STARTED for step in STEPS if step.has_status},
         )
 
     # --- start-up ------------------------------------------------------------------------
@@ -192,7 +176,7 @@ class TunerApp(App[None]):
 
     def sidebar_steps(self) -> list[SidebarStep]:
         """The sidebar's entries, in wizard order."""
-        return [SidebarStep(s.STEP, s.STEP_TITLE, s.JUMP_KEY, has_status=s.HAS_STATUS) for s in STEP_SCREENS]
+        return [SidebarStep(s.key, s.title, s.jump_key, has_status=s.has_status) for s in STEPS]
 
     # --- the draft recipe ----------------------------------------------------------------
 

@@ -294,3 +294,30 @@ async def test_command_line_options_choose_the_first_screen(tmp_path: Path) -> N
         await pilot.pause()
         assert step_of(app) == "training"
     assert app.attach == run
+
+
+def test_the_step_table_agrees_with_each_screen_class() -> None:
+    from tuner_tui.screens.steps import STEPS
+
+    for step in STEPS:
+        screen = step.screen_class()
+        assert (screen.STEP, screen.STEP_TITLE, screen.JUMP_KEY, screen.HAS_STATUS) == (
+            step.key,
+            step.title,
+            step.jump_key,
+            step.has_status,
+        )
+        assert screen.SECTIONS == step.sections, step.key
+
+
+def test_step_screens_load_on_first_visit_not_at_start_up() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tuner_tui.app\n"
+        "print(sorted(m for m in sys.modules if m.startswith('tuner_tui.screens.')))\n"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    for lazy in ("data", "model", "training", "evaluation", "export", "objective"):
+        assert f"tuner_tui.screens.{lazy}'" not in loaded, loaded
