@@ -23,3 +23,10 @@ class RunPhaseChanged(Message):
 
     run: Path
     phase: str | None
+
+
+@dataclass
+class RunChosen(Message):
+    """The user picked an existing run to follow (from Welcome's list of runs)."""
+
+    run: Path

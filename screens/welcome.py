@@ -6,12 +6,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import Button, Input, Static
+from textual.widgets import Button, DataTable, Input, Static
 
+from tuner_tui.screens.messages import RunChosen
 from tuner_tui.screens.step import StepScreen
 
 if TYPE_CHECKING:
@@ -51,6 +52,54 @@ class WelcomeScreen(StepScreen):
                 yield Button("Open", id="open", compact=True)
             yield Button("Start blank", id="blank", compact=True)
         yield Static("", id="current", markup=False)
+        yield Static(
+            "Runs to attach to (Enter follows one; it keeps running when tuner closes):", classes="hint"
+        )
+        yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="runs-note", markup=False)
+
+    @dataclass
+    class RunsListed(Message):
+        """The runs found under the runs directory, newest first (rows from list_runs)."""
+
+        rows: list[dict]
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one("#runs", DataTable).add_columns("run", "phase", "step", "loss", "age")
+        self._list_runs()
+
+    def on_screen_resume(self) -> None:
+        super().on_screen_resume()
+        self._list_runs()
+
+    @work(thread=True, exclusive=True, group="welcome-runs", description="List runs")
+    def _list_runs(self) -> None:
+        from tuner_tui.runs.layout import list_runs
+
+        self.post_message(self.RunsListed(list_runs(self.tuner.runs_dir)))
+
+    @on(RunsListed)
+    def _show_runs(self, event: RunsListed) -> None:
+        from tuner_tui.runs.layout import format_age
+
+        table = self.query_one("#runs", DataTable)
+        table.clear()
+        for row in event.rows:
+            steps = f"{row['step']}/{row['max_steps']}" if row.get("max_steps") else str(row["step"])
+            loss = f"{row['loss']:.4f}" if isinstance(row["loss"], (int, float)) else "-"
+            table.add_row(
+                row["run_id"], row["phase"], steps, loss, format_age(row.get("created")), key=row["path"]
+            )
+        table.display = bool(event.rows)
+        self.query_one("#runs-note", Static).update(
+            "" if event.rows else f"No runs under {self.tuner.runs_dir} yet."
+        )
+
+    @on(DataTable.RowSelected, "#runs")
+    def _run_selected(self, event: DataTable.RowSelected) -> None:
+        if event.row_key.value:
+            self.post_message(RunChosen(Path(event.row_key.value)))
 
     def show_draft(self, draft: Draft | None) -> None:
         current = self.query_one("#current", Static)

@@ -35,7 +35,7 @@ from tuner_tui.runs.layout import RunDir
 from tuner_tui.runs.state import ACTIVE_PHASES
 from tuner_tui.screens.confirm import ConfirmModal
 from tuner_tui.screens.help import HelpScreen
-from tuner_tui.screens.messages import DraftEdited, RunPhaseChanged
+from tuner_tui.screens.messages import DraftEdited, RunChosen, RunPhaseChanged
 from tuner_tui.screens.step import problem_section
 from tuner_tui.screens.steps import STEPS
 from tuner_tui.screens.welcome import WelcomeScreen
@@ -361,6 +361,16 @@ class TunerApp(App[None]):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
+        yield SystemCommand(
+            "Open recipe", "Open a recipe file (Welcome)", lambda: self.action_goto("welcome")
+        )
+        yield SystemCommand("Save recipe", "Save the draft recipe (ctrl+s)", self.action_save_recipe)
+        yield SystemCommand(
+            "Attach to run", "Pick a run to follow (Welcome lists them)", lambda: self.action_goto("welcome")
+        )
+        yield SystemCommand(
+            "Open report", "The followed run's evaluation report", lambda: self.action_goto("evaluation")
+        )
         yield SystemCommand("Start run", "Launch the draft recipe as a detached run", self.action_start_run)
         if self.run_phase in ACTIVE_PHASES:
             yield SystemCommand("Stop run", "Stop the followed run at its next step", self.action_stop_run)
@@ -427,6 +437,11 @@ class TunerApp(App[None]):
     @on(RunNotStarted)
     def _run_not_started(self, event: RunNotStarted) -> None:
         self.notify(event.message, title="Run not started", severity="error", timeout=10, markup=False)
+
+    @on(RunChosen)
+    def _run_chosen(self, event: RunChosen) -> None:
+        self.run_dir = event.run
+        self.switch_mode("training")
 
     @on(RunPhaseChanged)
     def _run_phase_changed(self, event: RunPhaseChanged) -> None:

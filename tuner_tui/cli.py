@@ -114,22 +114,10 @@ def attach(
     raise typer.Exit(run_app(None, runs_dir=runs_dir, attach=run_.root))
 
 
-def _age(iso: str | None) -> str:
-    if not iso:
-        return "-"
-    from datetime import datetime
-
-    seconds = time.time() - datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit}"
-    return f"{seconds:.0f}s"
-
-
 @app.command()
 def runs(runs_dir: RunsDir = DEFAULT_RUNS_DIR) -> None:
     """List runs with their phase, step, last loss and age."""
-    from tuner_tui.runs.layout import list_runs
+    from tuner_tui.runs.layout import format_age, list_runs
 
     rows = list_runs(runs_dir)
     if not rows:
@@ -139,7 +127,7 @@ def runs(runs_dir: RunsDir = DEFAULT_RUNS_DIR) -> None:
     for row in rows:
         steps = f"{row['step']}/{row['max_steps']}" if row.get("max_steps") else str(row["step"])
         loss = f"{row['loss']:.4f}" if isinstance(row["loss"], (int, float)) else "-"
-        table.add_row(row["run_id"], row["phase"], steps, loss, _age(row.get("created")))
+        table.add_row(row["run_id"], row["phase"], steps, loss, format_age(row.get("created")))
     console.print(table)
 
 

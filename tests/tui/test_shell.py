@@ -321,3 +321,37 @@ def test_step_screens_load_on_first_visit_not_at_start_up() -> None:
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     for lazy in ("data", "model", "training", "evaluation", "export", "objective"):
         assert f"tuner_tui.screens.{lazy}'" not in loaded, loaded
+
+
+async def test_welcome_lists_runs_and_enter_follows_one(tmp_path: Path) -> None:
+    from tuner_tui.runs.events import EventWriter
+    from tuner_tui.runs.layout import RunDir
+    from tuner_tui.runs.state import write_state
+
+    run = RunDir(tmp_path / "runs" / "20260101-000000-notes-abcdef")
+    run.create()
+    run.recipe.write_text("schema_version = 1\n")
+    write_state(
+        run.state, run_id=run.run_id, phase="completed", step=40, max_steps=40, created="2026-01-01T00:00:00Z"
+    )
+    with EventWriter(run.events) as events:
+        events.emit("metric", step=40, max_steps=40, loss=0.4321)
+    app = TunerApp(runs_dir=tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        table = app.screen.query_one("#runs")
+        assert table.row_count == 1
+        assert [str(c) for c in table.get_row_at(0)][:4] == [run.run_id, "completed", "40/40", "0.4321"]
+        table.focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert step_of(app) == "training" and app.run_dir == run.root
+
+
+async def test_the_palette_offers_the_product_actions() -> None:
+    app = TunerApp()
+    async with app.run_test(size=SIZE):
+        titles = {command.title for command in app.get_system_commands(app.screen)}
+    assert {"Open recipe", "Save recipe", "Start run", "Attach to run", "Open report"} <= titles

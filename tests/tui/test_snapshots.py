@@ -116,7 +116,11 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.mark.parametrize("size", SIZES)
 def test_welcome(snap_compare: Any, in_tmp: Path, size: tuple[int, int]) -> None:
-    assert snap_compare(TunerApp(runs_dir=Path("runs")), terminal_size=size)
+    async def runs_listed(pilot: Pilot) -> None:
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+    assert snap_compare(TunerApp(runs_dir=Path("runs")), terminal_size=size, run_before=runs_listed)
 
 
 @pytest.mark.parametrize("size", SIZES)

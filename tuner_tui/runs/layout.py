@@ -120,3 +120,19 @@ def list_runs(runs_dir: Path) -> list[dict[str, Any]]:
         )
     rows.sort(key=lambda r: r.get("created") or "", reverse=True)
     return rows
+
+
+def format_age(iso: str | None, now: float | None = None) -> str:
+    """'12s', '5m', '3h', '2d' since an ISO time stamp; '-' when unknown."""
+    import time
+    from datetime import datetime
+
+    if not iso:
+        return "-"
+    seconds = (now if now is not None else time.time()) - datetime.fromisoformat(
+        iso.replace("Z", "+00:00")
+    ).timestamp()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{max(seconds, 0):.0f}s"
