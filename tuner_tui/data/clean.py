@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from tuner_tui.data import pii
 from tuner_tui.data.dedup import MinHasher, exact_keys, first_occurrences, near_duplicates
-from tuner_tui.data.formats import Detection
+from tuner_tui.data.formats import REQUIRED_ROLES, Detection
 from tuner_tui.data.report import _TokenCounter, snippet
 from tuner_tui.data.text import arrow_batches, as_text, identity_text, map_strings, row_text, text_columns
 from tuner_tui.errors import TunerError
@@ -29,16 +29,6 @@ if TYPE_CHECKING:
     from datasets import Dataset
 
 EXAMPLES = 3
-# Roles a row cannot do without, per format (drop_empty).
-REQUIRED_ROLES = {
-    "alpaca": ("instruction", "output"),
-    "sharegpt": ("conversations",),
-    "messages": ("messages",),
-    "prompt_completion": ("prompt", "completion"),
-    "text": ("text",),
-    "classification": ("text", "label"),
-    "preference": ("prompt", "chosen", "rejected"),
-}
 # op -> {parameter: (default, validator description)}
 STEP_PARAMS: dict[str, dict[str, Any]] = {
     "drop_empty": {},

@@ -23,6 +23,16 @@ DEFAULT_FIELDS: dict[str, dict[str, str]] = {
     "classification": {"text": "text", "label": "label"},
     "preference": {"prompt": "prompt", "chosen": "chosen", "rejected": "rejected"},
 }
+# Roles a row cannot do without, per format (resolve_format checks them; drop_empty uses them).
+REQUIRED_ROLES: dict[str, tuple[str, ...]] = {
+    "alpaca": ("instruction", "output"),
+    "sharegpt": ("conversations",),
+    "messages": ("messages",),
+    "prompt_completion": ("prompt", "completion"),
+    "text": ("text",),
+    "classification": ("text", "label"),
+    "preference": ("prompt", "chosen", "rejected"),
+}
 TRAINABLE_FORMATS = (
     "alpaca",
     "sharegpt",
@@ -142,16 +152,7 @@ def resolve_format(
             "as the completion: set format = 'prompt_completion' and fields = "
             "{prompt = 'prompt', completion = 'chosen'}."
         )
-    required = {
-        "alpaca": ("instruction", "output"),
-        "sharegpt": ("conversations",),
-        "messages": ("messages",),
-        "prompt_completion": ("prompt", "completion"),
-        "text": ("text",),
-        "classification": ("text", "label"),
-        "preference": ("prompt", "chosen", "rejected"),
-    }[detection.format]
-    for role in required:
+    for role in REQUIRED_ROLES[detection.format]:
         column = detection.fields.get(role)
         if column is None or column not in columns:
             raise TunerError(
