@@ -119,3 +119,17 @@ def test_metrics_that_do_not_fit_are_clear_errors(task, metrics, message) -> Non
 def test_default_metrics_per_task() -> None:
     assert "accuracy" in metrics_for("sequence_classification", [])
     assert "perplexity" in metrics_for("causal_lm", [])
+
+
+def test_token_count_is_the_number_of_scored_tokens(tiny_assets) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tuner_tui.evaluation.scoring import CausalScorer
+
+    scorer = CausalScorer(
+        AutoModelForCausalLM.from_pretrained(tiny_assets["model"]),
+        AutoTokenizer.from_pretrained(tiny_assets["model"]),
+        max_length=12,
+    )
+    texts = ["Capital of Peru?", "What is the capital of France? The capital of France is Paris.", "x"]
+    assert list(scorer.token_count(texts)) == [len(lp) for lp in scorer._token_logprobs(texts)]

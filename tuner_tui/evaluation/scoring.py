@@ -87,7 +87,10 @@ class CausalScorer:
         return np.array([lp.sum() for lp in self._token_logprobs(texts)], dtype=np.float64)
 
     def token_count(self, texts: list[str]) -> np.ndarray:
-        return np.array([len(lp) for lp in self._token_logprobs(texts)], dtype=np.int64)
+        """How many tokens `sequence_logprob` scores per text (all after the first), from the
+        tokenizer alone: no second forward pass over texts that were just scored."""
+        ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+        return np.array([max(len(row) - 1, 0) for row in ids], dtype=np.int64)
 
     def continuation_logprob(
         self, prompts: list[str], continuations: list[str]
