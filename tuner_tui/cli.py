@@ -78,14 +78,42 @@ def run(
     ] = None,
     runs_dir: RunsDir = DEFAULT_RUNS_DIR,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Start the run and return at once.")] = False,
+    nnodes: Annotated[
+        int | None, typer.Option("--nnodes", min=1, help="Nodes taking part (overrides [training] nnodes).")
+    ] = None,
+    node_rank: Annotated[
+        int, typer.Option("--node-rank", min=0, help="This node's number, 0 to nnodes-1; node 0 leads.")
+    ] = 0,
+    master_addr: Annotated[
+        str | None, typer.Option("--master-addr", help="Node 0's address, where the nodes meet.")
+    ] = None,
+    master_port: Annotated[
+        int | None, typer.Option("--master-port", min=1, max=65535, help="Node 0's rendezvous port.")
+    ] = None,
 ) -> None:
-    """Start a training run (or --resume one) in a detached worker; follow it unless --detach."""
-    from tuner_tui.runs.launcher import resume_run, start_run
-    from tuner_tui.runs.viewer import follow_run
+    """Start a training run (or --resume one) in a detached worker; follow it unless --detach.
+
+    On several nodes, run the same command on each with its own --node-rank (see assets/slurm/)."""
+    from tuner_tui.runs.launcher import Placement, join_run, resume_run, start_run
+    from tuner_tui.runs.viewer import follow_node, follow_run
 
     if (recipe is None) == (resume is None):
         raise TunerError("Give either a RECIPE to start a run or --resume RUN_DIR, not both or neither.")
-    run_dir = resume_run(resume) if resume else start_run(recipe, runs_dir)  # type: ignore[arg-type]
+    placement = Placement(nnodes, node_rank, master_addr, master_port)
+    if node_rank > 0:
+        node = join_run(recipe, runs_dir, placement, resume)
+        console.print(
+            f"Node {node.node_rank} of {node.nnodes}: joining the run node 0 leads at {node.rendezvous}; "
+            f"this node's log: {node.log}",
+            highlight=False,
+        )
+        if detach:
+            raise typer.Exit(EXIT_OK)
+        raise typer.Exit(follow_node(node.proc, node.log, console))
+    if resume:
+        run_dir = resume_run(resume, placement)
+    else:
+        run_dir = start_run(recipe, runs_dir, placement)  # type: ignore[arg-type]
     console.print(f"Run [bold]{run_dir.run_id}[/] started: {run_dir.root}")
     if detach:
         console.print(f"Follow it: tuner attach {run_dir.root}    Stop it: tuner stop {run_dir.root}")

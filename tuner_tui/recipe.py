@@ -73,6 +73,10 @@ OPTIMIZERS = (
     "paged_adamw_8bit",
 )
 DEVICES = ("auto", "cpu", "cuda", "mps")
+STRATEGIES = ("ddp", "fsdp", "deepspeed")
+# Where the nodes meet, not what they compute: left out of the recipe hash, and a resumed run may
+# meet somewhere else (a new Slurm job has a new head node).
+RENDEZVOUS_KEYS = ("master_addr", "master_port")
 LORA_INITS = ("default", "gaussian", "pissa", "olora", "loftq")
 # Metrics whose smaller values are better; every other metric is "higher is better".
 LOWER_IS_BETTER = frozenset({"perplexity", "loss", "eval_loss"})
@@ -259,8 +263,48 @@ class TrainingConfig:
     eval_every_steps: int = _f(0, help="Evaluate on validation every N steps; 0 = each epoch.", min=0)
     save_every_steps: int = _f(100, help="Save a checkpoint every N steps.", min=1)
     keep_checkpoints: int = _f(2, help="How many newest checkpoints to keep.", min=1)
-    num_processes: int = _f(1, help="Training processes (one per GPU).", min=1)
+    num_processes: int = _f(
+        1, help="Training processes per node (one per GPU); more than 1 launches through torchrun.", min=1
+    )
+    nnodes: int = _f(1, help="Machines taking part; each runs `tuner run ... --node-rank K`.", min=1)
+    strategy: str = _f(
+        "ddp",
+        help="How processes share the work: ddp replicates the model, fsdp shards weights, "
+        "gradients and optimizer state, deepspeed uses ZeRO stage 2 (needs the deepspeed package).",
+        choices=STRATEGIES,
+    )
+    master_addr: str = _f(
+        "", help="Address of node 0, where the nodes meet (multi-node only; also --master-addr)."
+    )
+    master_port: int = _f(
+        29500, help="Port on node 0 for the rendezvous (also --master-port).", min=1, max=65535
+    )
     device: str = _f("auto", help="Where to train: auto picks CUDA when present.", choices=DEVICES)
+
+    @property
+    def world_size(self) -> int:
+        """All training processes over all nodes."""
+        return self.num_processes * self.nnodes
+
+    def check(self, path: str) -> list[Problem]:
+        found = []
+        if self.nnodes > 1 and not self.master_addr:
+            found.append(
+                Problem(
+                    f"{path}.master_addr",
+                    f"is empty, but nnodes = {self.nnodes}: the nodes need node 0's address to meet. Set "
+                    "master_addr = 'HOST' or pass --master-addr HOST to every node's `tuner run`.",
+                )
+            )
+        if self.strategy != "ddp" and self.world_size == 1:
+            found.append(
+                Problem(
+                    f"{path}.strategy",
+                    f"is '{self.strategy}', which only matters with several processes (num_processes "
+                    "and nnodes are 1): set strategy = 'ddp', or raise num_processes.",
+                )
+            )
+        return found
 
 
 @dataclass
@@ -376,6 +420,8 @@ class Recipe:
         environment block (which the tool fills in)."""
         content = self.to_dict()
         content.pop("environment", None)
+        for key in RENDEZVOUS_KEYS:
+            content["training"].pop(key, None)
         canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -204,7 +204,9 @@ def load_model(
     }
     if quantize_4bit:
         kwargs["quantization_config"] = qlora_quantization_config(device, kwargs["dtype"])
-        kwargs["device_map"] = {"": 0}
+        import torch
+
+        kwargs["device_map"] = {"": torch.cuda.current_device()}  # each rank's own GPU
     try:
         if model.task == "sequence_classification":
             assert id2label is not None

@@ -72,6 +72,22 @@ class EventWriter:
         self.close()
 
 
+class DiscardedEvents(EventWriter):
+    """The events of a rank other than 0: validated like real ones, then dropped (rank 0 alone
+    writes events.jsonl, so its `seq` stays one monotonic count)."""
+
+    def __init__(self) -> None:
+        self._seq = 0
+
+    def emit(self, type: str, **fields: Any) -> dict[str, Any]:  # noqa: A002
+        if type not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {type!r}")
+        return {"type": type, **fields}
+
+    def close(self) -> None:
+        pass
+
+
 def _repair_and_last_seq(path: Path) -> int:
     if not path.exists():
         return 0

@@ -125,3 +125,33 @@ def _finish(run: RunDir, state: dict[str, Any], progress: Progress, task: Any) -
     else:
         console.print(f"[bold red]Failed.[/] See {run.log}")
     return EXIT_RUN_FAILED
+
+
+def follow_node(proc: Any, log: Any, console: Console | None = None, poll_s: float = 0.5) -> int:
+    """Echo a joined node's supervisor log until its ranks end; its exit code (0: they finished).
+
+    Ctrl-C detaches: the node's ranks go on (node 0's viewer shows the run)."""
+    console = console or Console()
+    offset = 0
+
+    def echo() -> None:
+        nonlocal offset
+        try:
+            with open(log, encoding="utf-8", errors="replace") as f:
+                f.seek(offset)
+                text = f.read()
+                offset = f.tell()
+        except FileNotFoundError:
+            return
+        if text:
+            console.out(text, end="", highlight=False)
+
+    try:
+        while proc.poll() is None:
+            echo()
+            time.sleep(poll_s)
+        echo()
+    except KeyboardInterrupt:
+        console.print(f"\nDetached; this node's ranks go on (pid {proc.pid}). Log: {log}")
+        return EXIT_OK
+    return EXIT_OK if proc.returncode == 0 else EXIT_RUN_FAILED

@@ -9,10 +9,11 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from tuner_tui.runs import checkpoints
+from tuner_tui.runs import checkpoints, ranks
 from tuner_tui.runs import control as run_control
 from tuner_tui.runs.events import EventWriter
 from tuner_tui.runs.layout import RunDir
+from tuner_tui.runs.ranks import SINGLE, Rank
 from tuner_tui.runs.state import write_state
 
 STATE_EVERY_S = 2.0
@@ -34,14 +35,24 @@ class EventCallback(TrainerCallback):
     """Turns Trainer logs into `metric`/`eval` events and commits checkpoints atomically.
 
     `stop` is set by the worker's SIGTERM/SIGINT handler; the `control/stop` file is the same
-    request from a viewer. Either ends training after the current step with a checkpoint.
+    request from a viewer. Either ends training after the current step with a checkpoint. With
+    several ranks, rank 0 alone reads control/ and writes state and commits; the stop and save
+    requests are OR-ed over all ranks after every step, so all of them stop or save at the same one.
     """
 
-    def __init__(self, run: RunDir, events: EventWriter, stop: threading.Event, keep_checkpoints: int):
+    def __init__(
+        self,
+        run: RunDir,
+        events: EventWriter,
+        stop: threading.Event,
+        keep_checkpoints: int,
+        rank: Rank = SINGLE,
+    ):
         self.run = run
         self.events = events
         self.stop = stop
         self.keep = keep_checkpoints
+        self.rank = rank
         self.stop_requested = False
         self._t0 = 0.0
         self._step0 = 0
@@ -54,7 +65,7 @@ class EventCallback(TrainerCallback):
         self._t0 = self._last_log_time = time.perf_counter()
         self._step0 = state.global_step
         self._last_tokens = state.num_input_tokens_seen or 0
-        write_state(self.run.state, phase="training", step=state.global_step, max_steps=state.max_steps)
+        self._write_state(phase="training", step=state.global_step, max_steps=state.max_steps)
         self.events.emit("status", phase="training", step=state.global_step, max_steps=state.max_steps)
 
     def on_log(
@@ -90,7 +101,7 @@ class EventCallback(TrainerCallback):
             )
             self._last_log_time, self._last_tokens = now, tokens
             if now - self._last_state_write >= STATE_EVERY_S:
-                write_state(self.run.state, step=step, max_steps=state.max_steps, loss=loss)
+                self._write_state(step=step, max_steps=state.max_steps, loss=loss)
                 self._last_state_write = now
         elif "train_runtime" in logs:
             self.events.emit(
@@ -107,14 +118,20 @@ class EventCallback(TrainerCallback):
 
     # -- requests ---------------------------------------------------------------------------
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self.stop.is_set() or run_control.consume(self.run.control, "stop") is not None:
+        primary = self.rank.primary
+        stop = self.stop.is_set() or (primary and run_control.consume(self.run.control, "stop") is not None)
+        save = primary and run_control.consume(self.run.control, "save-now") is not None
+        stop, save = ranks.any_rank([stop, save], self.rank)
+        if stop:
+            if self.rank.distributed:  # each rank's own log shows where it stopped
+                print(f"rank {self.rank.rank}: stopping at step {state.global_step}", flush=True)
             self.stop_requested = True
             control.should_save = True
             control.should_training_stop = True
             self.events.emit(
                 "log", level="info", message=f"Stop requested: saving at step {state.global_step}."
             )
-        if run_control.consume(self.run.control, "save-now") is not None:
+        if save:
             control.should_save = True
             self.events.emit(
                 "log", level="info", message=f"Save requested: saving at step {state.global_step}."
@@ -122,6 +139,9 @@ class EventCallback(TrainerCallback):
 
     # -- checkpoints ------------------------------------------------------------------------
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        ranks.barrier(self.rank)  # every rank's files (its RNG state at least) are written
+        if not self.rank.primary:
+            return
         path = self.run.checkpoints / f"checkpoint-{state.global_step}"
         marker = checkpoints.commit(path, state.global_step)
         removed = checkpoints.prune(self.run.checkpoints, self.keep)
@@ -132,4 +152,8 @@ class EventCallback(TrainerCallback):
             bytes=sum(f["bytes"] for f in marker["files"].values()),
             removed=[p.name for p in removed],
         )
-        write_state(self.run.state, step=state.global_step, last_checkpoint=str(path))
+        self._write_state(step=state.global_step, last_checkpoint=str(path))
+
+    def _write_state(self, **fields: Any) -> None:
+        if self.rank.primary:
+            write_state(self.run.state, **fields)

@@ -21,6 +21,7 @@ from tuner_tui.modeling.methods import PROMPT_METHODS, build_method
 from tuner_tui.recipe import Recipe
 from tuner_tui.runs.events import EventWriter
 from tuner_tui.runs.layout import RunDir
+from tuner_tui.runs.ranks import SINGLE, Rank, check_strategy
 from tuner_tui.training.callback import EventCallback
 from tuner_tui.training.examples import (
     LENGTH_COLUMN,
@@ -46,7 +47,67 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
-def training_arguments(recipe: Recipe, run: RunDir, device: str, has_validation: bool) -> Any:
+def strategy_arguments(recipe: Recipe, no_split_modules: list[str] | None = None) -> dict[str, Any]:
+    """TrainingArguments for the recipe's multi-process strategy (none for one process or DDP,
+    which the Trainer sets up by itself under torchrun).
+
+    Raises:
+        TunerError: strategy = 'deepspeed' without the deepspeed package.
+    """
+    t = recipe.training
+    if t.world_size == 1:
+        return {}
+    if t.strategy == "ddp":
+        # Every method here uses all of its trainable weights in each forward pass, so DDP's search
+        # for unused ones (the Trainer's default for PEFT models) would only cost a graph traversal
+        # per step, and it does not mix with reentrant activation checkpointing.
+        return {"ddp_find_unused_parameters": False}
+    if t.strategy == "fsdp":
+        config: dict[str, Any] = {
+            "version": 2,
+            "reshard_after_forward": True,  # full sharding: gathered per layer, freed after use
+            "state_dict_type": "FULL_STATE_DICT",
+            "cpu_ram_efficient_loading": False,
+        }
+        if no_split_modules:
+            config["auto_wrap_policy"] = "TRANSFORMER_BASED_WRAP"
+            config["transformer_layer_cls_to_wrap"] = list(no_split_modules)
+        return {"fsdp": True, "fsdp_config": config}
+    check_strategy(t.strategy)
+    return {
+        "deepspeed": {
+            "zero_optimization": {"stage": 2, "overlap_comm": True, "contiguous_gradients": True},
+            "train_micro_batch_size_per_gpu": "auto",
+            "gradient_accumulation_steps": "auto",
+            "gradient_clipping": "auto",
+            "bf16": {"enabled": "auto"},
+            "fp16": {"enabled": "auto"},
+        }
+    }
+
+
+def check_strategy_device(recipe: Recipe, device: str) -> None:
+    """accelerate shards with FSDP on accelerators only; on CPU it would quietly run DDP instead.
+
+    Raises:
+        TunerError: strategy 'fsdp' or 'deepspeed' with several processes on CPU.
+    """
+    t = recipe.training
+    if t.world_size > 1 and t.strategy != "ddp" and device == "cpu":
+        raise TunerError(
+            f"[training] strategy = '{t.strategy}' needs GPUs: accelerate shards weights only on "
+            "accelerators, and on CPU it would silently fall back to replicating them (DDP). Set "
+            "strategy = 'ddp' for several CPU processes, or run on a machine with GPUs."
+        )
+
+
+def training_arguments(
+    recipe: Recipe,
+    run: RunDir,
+    device: str,
+    has_validation: bool,
+    no_split_modules: list[str] | None = None,
+) -> Any:
     from transformers import TrainingArguments
 
     t = recipe.training
@@ -99,6 +160,7 @@ def training_arguments(recipe: Recipe, run: RunDir, device: str, has_validation:
         label_names=["labels"],
         dataloader_num_workers=0,
         **eval_kwargs,
+        **strategy_arguments(recipe, no_split_modules),
     )
 
 
@@ -118,6 +180,7 @@ def train(
     stop: threading.Event,
     resume_from: Path | None = None,
     on_data: Callable[[PreparedData], None] | None = None,
+    rank: Rank = SINGLE,
 ) -> TrainingOutcome:
     """Train per the recipe; writes checkpoints, and the adapter unless stopped early.
 
@@ -127,6 +190,7 @@ def train(
 
     check_batching(recipe)
     device = resolve_device(recipe.training.device)
+    check_strategy_device(recipe, device)
     set_seed(recipe.project.seed, deterministic=device == "cpu")
     tokenizer = load_tokenizer(recipe.model)
     data = prepare_data(recipe, tokenizer)
@@ -177,7 +241,9 @@ def train(
     )
     if recipe.training.gradient_checkpointing:
         base.enable_input_require_grads()
-    args = training_arguments(recipe, run, device, data.validation is not None)
+    args = training_arguments(
+        recipe, run, device, data.validation is not None, getattr(base, "_no_split_modules", None)
+    )
     setup = build_method(
         base,
         recipe.method,
@@ -197,7 +263,7 @@ def train(
         device=device,
         method=recipe.method.type,
     )
-    callback = EventCallback(run, events, stop, recipe.training.keep_checkpoints)
+    callback = EventCallback(run, events, stop, recipe.training.keep_checkpoints, rank)
     trainer = Trainer(
         model=model,
         args=args,
@@ -211,7 +277,13 @@ def train(
     trainer.remove_callback(PrinterCallback)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     if not callback.stop_requested:
-        save_adapter(model, tokenizer, data, run.adapter)
+        if recipe.training.world_size > 1 and recipe.training.strategy != "ddp":
+            # Sharded weights: the Trainer gathers them (every rank takes part), rank 0 writes.
+            trainer.save_model(str(run.adapter))
+            if rank.primary:
+                save_labels(data, run.adapter)
+        elif rank.primary:
+            save_adapter(model, tokenizer, data, run.adapter)
     return TrainingOutcome(model, tokenizer, data, trainer.state.global_step, callback.stop_requested)
 
 
@@ -222,7 +294,7 @@ def planned_steps(recipe: Recipe, train_rows: int) -> int:
     t = recipe.training
     if t.max_steps > 0:
         return t.max_steps
-    batches = math.ceil(train_rows / (t.batch_size * t.num_processes))
+    batches = math.ceil(train_rows / (t.batch_size * t.world_size))
     per_epoch = max(batches // t.gradient_accumulation, 1)
     return math.ceil(t.epochs * per_epoch)
 
@@ -244,6 +316,10 @@ def save_adapter(model: Any, tokenizer: Any, data: PreparedData, path: Path) -> 
         config.use_cache = True  # build_method turned it off for training; inference wants it
     model.save_pretrained(str(path), safe_serialization=True)
     tokenizer.save_pretrained(str(path))
+    save_labels(data, path)
+
+
+def save_labels(data: PreparedData, path: Path) -> None:
     if data.id2label:
         labels = {"id2label": {str(k): v for k, v in data.id2label.items()}}
         (path / "labels.json").write_text(json.dumps(labels, indent=2) + "\n", encoding="utf-8")

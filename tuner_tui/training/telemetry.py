@@ -74,22 +74,56 @@ def _text(value: Any) -> str:
 class TelemetrySampler:
     """Emits a `telemetry` event now and then every `interval_s` seconds until stopped."""
 
-    def __init__(self, events: EventWriter, interval_s: float = 5.0, gpu: GpuProbe | None = None):
+    def __init__(
+        self,
+        events: EventWriter,
+        interval_s: float = 5.0,
+        gpu: GpuProbe | None = None,
+        local_ranks: bool = False,
+    ):
+        """`local_ranks`: this is rank 0 of several; CPU and RSS then sum over every rank on this
+        node (the supervisor's child processes), and GPUs are every GPU NVML sees here."""
         self.events = events
         self.interval_s = interval_s
         self.gpu = gpu if gpu is not None else GpuProbe()
-        self._process = psutil.Process()
-        self._process.cpu_percent(None)  # the first reading primes the counters
+        self.local_ranks = local_ranks
+        self._processes: dict[int, psutil.Process] = {}
+        self._watched()  # the first reading primes the CPU counters
         psutil.cpu_percent(None)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="telemetry", daemon=True)
 
+    def _watched(self) -> list[psutil.Process]:
+        """This process, or all local ranks; each keeps one Process object so cpu_percent works."""
+        found = [psutil.Process()]
+        if self.local_ranks:
+            try:
+                found = psutil.Process().parent().children() or found  # type: ignore[union-attr]
+            except (psutil.Error, AttributeError):
+                pass
+        watched = []
+        for process in found:
+            if process.pid not in self._processes:
+                self._processes[process.pid] = process
+                process.cpu_percent(None)
+            watched.append(self._processes[process.pid])
+        return watched
+
     def sample(self) -> dict[str, Any]:
         memory = psutil.virtual_memory()
+        cpu, rss, counted = 0.0, 0, 0
+        for process in self._watched():
+            try:
+                cpu += process.cpu_percent(None)
+                rss += process.memory_info().rss
+                counted += 1
+            except psutil.Error:  # a rank that just ended
+                continue
         return {
             "cpu_percent": psutil.cpu_percent(None),
-            "process_cpu_percent": self._process.cpu_percent(None),
-            "rss_bytes": self._process.memory_info().rss,
+            "process_cpu_percent": cpu,
+            "rss_bytes": rss,
+            "processes": counted,
             "ram_used_bytes": memory.total - memory.available,
             "ram_total_bytes": memory.total,
             "gpus": self.gpu.sample(),

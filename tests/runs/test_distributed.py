@@ -1,0 +1,261 @@
+"""Several training processes through torchrun, on CPU with gloo: the real supervisor and ranks.
+
+The tiny Llama trains with 2 ranks of 2 examples each and is compared with 1 process of 4: the
+same global batches (the sampler's order is split in rank order), so the adapters agree up to
+float32 rounding. Why not bit for bit: DDP averages two half-batch gradients where one process
+computes one mean over the whole batch, and each half is padded to its own longest row, which
+changes matmul shapes and summation order. Both change the last bits of a float32, and Adam
+carries them over 12 steps: we allow 1e-5 absolute plus 1e-4 relative on weights of about 0.2
+(measured: at most 1e-6). 12 steps stay inside the first epoch of 50 training rows: the 13th
+global batch is incomplete, and accelerate fills a rank's missing share with rows from the start
+of the data (even_batches), so runs with different process counts part ways there.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.runs.test_worker import (
+    adapter_tensors,
+    assert_same_tensors,
+    events_of,
+    wait_for,
+    wait_until_done,
+)
+from tests.tiny import write_recipe
+from tuner_tui.runs import checkpoints
+from tuner_tui.runs.launcher import resume_run, start_run
+from tuner_tui.runs.layout import RunDir
+from tuner_tui.runs.state import read_raw_state
+
+pytestmark = pytest.mark.slow
+TUNER = [sys.executable, "-m", "tuner_tui.cli"]
+STEPS = 12
+CAPTURE: dict = {"capture_output": True, "text": True}
+
+# Each optimizer step sleeps, so a test can act between steps (set TUNER_TEST_SLOW_STEP_S).
+SLOW_STEP = """
+import os, time
+if os.environ.get("TUNER_TEST_SLOW_STEP_S"):
+    import torch.optim
+    _step = torch.optim.AdamW.step
+    def step(self, *args, **kwargs):
+        time.sleep(float(os.environ["TUNER_TEST_SLOW_STEP_S"]))
+        return _step(self, *args, **kwargs)
+    torch.optim.AdamW.step = step
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def recipe_for(tmp: Path, assets: dict[str, Path], name: str, **training: object) -> Path:
+    settings: dict[str, object] = {"max_steps": STEPS, "save_every_steps": 4, **training}
+    path = write_recipe(tmp / f"{name}.toml", assets["data"], assets["model"], **settings)
+    # No dropout: each rank would draw its own masks, and the comparison is about the batches.
+    path.write_text(path.read_text().replace("dropout = 0.1", "dropout = 0.0"))
+    return path
+
+
+@pytest.fixture
+def slow_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(textwrap.dedent(SLOW_STEP))
+    monkeypatch.setenv("PYTHONPATH", f"{hooks}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+
+    def set_delay(seconds: float | None) -> None:
+        if seconds is None:
+            monkeypatch.delenv("TUNER_TEST_SLOW_STEP_S", raising=False)
+        else:
+            monkeypatch.setenv("TUNER_TEST_SLOW_STEP_S", str(seconds))
+
+    return set_delay
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tiny_assets, tmp_path_factory) -> dict:
+    """An uninterrupted 2-process run, and a 1-process run with the same global batch."""
+    root = tmp_path_factory.mktemp("ddp")
+    recipe = recipe_for(root, tiny_assets, "two", batch_size=2, num_processes=2)
+    run = start_run(recipe, root / "runs")
+    one = start_run(recipe_for(root, tiny_assets, "one", batch_size=4), root / "runs-one")
+    for each in (run, one):
+        state = wait_until_done(each)
+        assert state["phase"] == "completed", each.log.read_text()[-3000:]
+    return {"recipe": recipe, "run": run, "one": one, "adapter": adapter_tensors(run.adapter)}
+
+
+def rank_steps(run: RunDir) -> dict[int, list[int]]:
+    """The steps each rank said it stopped at (rank 0 in worker.log, rank 1 in its own log)."""
+    found: dict[int, list[int]] = {}
+    for path in (run.log, run.root / "worker.rank1.log"):
+        for line in path.read_text(errors="replace").splitlines():
+            if ": stopping at step " in line and line.startswith("rank "):
+                rank, step = line.removeprefix("rank ").split(": stopping at step ")
+                found.setdefault(int(rank), []).append(int(step))
+    return found
+
+
+def test_two_processes_match_one_process_with_the_same_global_batch(two_ranks) -> None:
+    import torch
+
+    run, one = two_ranks["run"], two_ranks["one"]
+    two, single = two_ranks["adapter"], adapter_tensors(one.adapter)
+    assert two.keys() == single.keys()
+    for key in two:
+        assert torch.allclose(two[key], single[key], rtol=1e-4, atol=1e-5), key
+    # Rank 0 alone wrote the shared files: one monotonic event stream, one metric per step.
+    seqs = [e["seq"] for e in events_of(run)]
+    assert seqs == sorted(set(seqs))
+    assert [m["step"] for m in events_of(run, "metric")] == list(range(1, STEPS + 1))
+    assert {e["type"] for e in events_of(run)} >= {"status", "metric", "checkpoint", "telemetry"}
+    assert max(t.get("processes", 0) for t in events_of(run, "telemetry")) == 2
+    latest = checkpoints.latest_complete(run.checkpoints)
+    assert latest is not None and latest.name == f"checkpoint-{STEPS}"
+    assert {"rng_state_0.pth", "rng_state_1.pth"} <= {p.name for p in latest.iterdir()}
+    rank1 = (run.root / "worker.rank1.log").read_text(errors="replace")
+    assert "Traceback" not in rank1 and "tokenizing train" in rank1  # rank 1's own output
+    assert "supervisor: torchrun --nproc-per-node 2" in run.log.read_text()
+    assert read_raw_state(run.state)["phase"] == "completed"
+    assert not list(run.root.glob("worker.rank*.error.json"))
+
+
+def test_tuner_stop_and_sigterm_stop_both_ranks_at_one_step_and_resume(
+    two_ranks, tmp_path: Path, slow_steps
+) -> None:
+    slow_steps(0.4)
+    run = start_run(two_ranks["recipe"], tmp_path / "runs")
+    wait_for(lambda: any(m["step"] >= 2 for m in events_of(run, "metric")), what="step 2")
+    stop = subprocess.run([*TUNER, "stop", str(run.root)], capture_output=True, text=True)
+    assert stop.returncode == 0, stop.stderr
+    state = wait_until_done(run, timeout=60)
+    assert state["phase"] == "stopped"
+    first = state["step"]
+    assert rank_steps(run) == {0: [first], 1: [first]}
+    assert checkpoints.latest_complete(run.checkpoints).name == f"checkpoint-{first}"
+
+    # SIGTERM to the supervisor (what `kill PID` or a scheduler does) reaches both ranks too.
+    resume_run(run.root)
+    wait_for(lambda: any(m["step"] >= first + 2 for m in events_of(run, "metric")), what="more steps")
+    os.kill(read_raw_state(run.state)["pid"], signal.SIGTERM)
+    state = wait_until_done(run, timeout=60)
+    assert state["phase"] == "stopped", run.log.read_text()[-2000:]
+    second = state["step"]
+    assert first < second < STEPS
+    assert rank_steps(run) == {0: [first, second], 1: [first, second]}
+
+    slow_steps(None)
+    resume_run(run.root)
+    assert wait_until_done(run)["phase"] == "completed"
+    # Same world size, same batches, both ranks' RNG restored: equal to the uninterrupted run.
+    assert_same_tensors(adapter_tensors(run.adapter), two_ranks["adapter"])
+
+
+def _rank_pid(supervisor_pid: int, rank: int) -> int | None:
+    try:
+        for child in psutil.Process(supervisor_pid).children():
+            if child.environ().get("RANK") == str(rank):
+                return child.pid
+    except psutil.Error:
+        return None
+    return None
+
+
+def test_a_killed_rank_fails_the_run_naming_it_and_leaves_no_process(
+    two_ranks, tmp_path: Path, slow_steps
+) -> None:
+    slow_steps(0.4)
+    run = start_run(two_ranks["recipe"], tmp_path / "runs")
+    wait_for(lambda: any(m["step"] >= 2 for m in events_of(run, "metric")), what="step 2")
+    supervisor = read_raw_state(run.state)["pid"]
+    processes = [psutil.Process(supervisor), *psutil.Process(supervisor).children(recursive=True)]
+    victim = _rank_pid(supervisor, 1)
+    assert victim is not None
+    killed_at = time.monotonic()
+    os.kill(victim, signal.SIGKILL)
+    state = wait_until_done(run, timeout=60)
+    assert time.monotonic() - killed_at < 60
+    assert state["phase"] == "failed" and state["failed_rank"] == 1
+    (error,) = events_of(run, "error")
+    assert error["kind"] == "rank_failed" and error["rank"] == 1
+    assert error["log"] == str(run.root / "worker.rank1.log")
+    assert "Rank 1" in error["message"] and "SIGKILL" in error["message"]
+    assert "worker.rank1.log" in error["hint"]
+
+    def all_gone() -> bool:
+        alive = []
+        for p in processes:
+            try:
+                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(p)
+            except psutil.NoSuchProcess:
+                continue
+        return not alive
+
+    wait_for(all_gone, timeout=60, what="every process of the run to end")
+    viewer = subprocess.run([*TUNER, "attach", "--plain", str(run.root)], capture_output=True, text=True)
+    assert viewer.returncode == 1 and "Rank 1" in viewer.stdout and "Traceback" not in viewer.stdout
+
+
+def test_two_nodes_on_one_machine_complete(two_ranks, tiny_assets, tmp_path: Path) -> None:
+    """Two `tuner run` invocations, node ranks 0 and 1, meeting on 127.0.0.1: one run directory."""
+    recipe = recipe_for(tmp_path, tiny_assets, "nodes", batch_size=2)
+    runs_dir = tmp_path / "runs"
+    port = str(free_port())
+    node = [*TUNER, "run", str(recipe), "--runs-dir", str(runs_dir), "--nnodes", "2"]
+    node += ["--master-addr", "127.0.0.1", "--master-port", port]
+    second = subprocess.Popen(
+        [*node, "--node-rank", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    first = subprocess.run([*node, "--node-rank", "0"], capture_output=True, text=True, timeout=300)
+    out, _ = second.communicate(timeout=120)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert second.returncode == 0, out[-3000:]
+    (root,) = [p for p in runs_dir.iterdir() if not p.name.startswith(".")]
+    run = RunDir.open(root)
+    assert read_raw_state(run.state)["phase"] == "completed"
+    assert "Node 1 of 2: joining the run node 0 leads at 127.0.0.1:" in out
+    assert f"rank 1 (node 1) joined {run.root}" in out
+    assert (run.root / "worker.rank1.log").is_file()
+    # Two nodes of one process each compute what one node of two processes does.
+    assert_same_tensors(adapter_tensors(run.adapter), two_ranks["adapter"])
+
+
+def test_bad_multi_process_settings_fail_before_anything_starts(tiny_assets, tmp_path: Path) -> None:
+    recipe = recipe_for(tmp_path, tiny_assets, "bad", batch_size=2)
+    runs_dir = tmp_path / "runs"
+    base = [*TUNER, "run", str(recipe), "--runs-dir", str(runs_dir), "--detach"]
+    cases = {
+        "no address": ([*base, "--nnodes", "2"], "training.master_addr"),
+        "rank outside": (
+            [*base, "--nnodes", "2", "--node-rank", "2", "--master-addr", "127.0.0.1"],
+            "--node-rank 2 is outside 0..1",
+        ),
+    }
+    for name, (command, expected) in cases.items():
+        result = subprocess.run(command, capture_output=True, text=True)
+        assert result.returncode == 2, name
+        assert expected in result.stderr and "Traceback" not in result.stderr, (name, result.stderr)
+    if importlib.util.find_spec("deepspeed") is None:
+        deepspeed = recipe_for(
+            tmp_path, tiny_assets, "ds", batch_size=2, num_processes=2, strategy="deepspeed"
+        )
+        result = subprocess.run([*TUNER, "run", str(deepspeed), "--runs-dir", str(runs_dir)], **CAPTURE)
+        assert result.returncode == 2
+        assert "needs the deepspeed package" in result.stderr and "Traceback" not in result.stderr
+    assert not runs_dir.exists() or not [p for p in runs_dir.iterdir() if not p.name.startswith(".")]
