@@ -21,7 +21,7 @@ from textual.timer import Timer
 from textual.widgets import Button, DataTable, Input, Select, Static, Switch
 
 from tuner_tui.modeling.catalog import CATALOG, find_entry
-from tuner_tui.recipe import DTYPES, METHODS, OPTIMIZERS, Recipe, field_help
+from tuner_tui.recipe import DTYPES, METHODS, OPTIMIZERS, STRATEGIES, Recipe, field_help
 from tuner_tui.screens.step import StepScreen
 
 if TYPE_CHECKING:
@@ -65,6 +65,7 @@ NUMBER_FIELDS: dict[str, tuple[str, type]] = {
     "training.batch_size": ("integer", int),
     "training.max_length": ("integer", int),
     "training.num_processes": ("integer", int),
+    "training.nnodes": ("integer", int),
 }
 SWITCH_FIELDS = ("method.rslora", "training.gradient_checkpointing")
 SELECT_FIELDS: dict[str, tuple[str, ...]] = {
@@ -72,6 +73,7 @@ SELECT_FIELDS: dict[str, tuple[str, ...]] = {
     "method.init": ("default", "gaussian", "pissa", "olora", "loftq"),
     "model.dtype": DTYPES,
     "training.optimizer": OPTIMIZERS,
+    "training.strategy": STRATEGIES,
 }
 TRAINING_FIELDS = (
     "model.dtype",
@@ -80,12 +82,15 @@ TRAINING_FIELDS = (
     "training.gradient_checkpointing",
     "training.optimizer",
     "training.num_processes",
+    "training.nnodes",
+    "training.strategy",
 )
 # Estimate fields shown in their own lines; any other scalar (e.g. a time estimate added later)
 # is listed generically, so new engine fields show up without a TUI change.
 _ESTIMATE_KNOWN = {
     "total_bytes", "device_bytes", "device_label", "verdict", "breakdown", "trainable_params",
     "total_params", "batch_size", "max_length", "max_batch_size", "dtype", "method", "notes",
+    "processes", "strategy",
 }  # fmt: skip
 
 
@@ -146,11 +151,13 @@ class ModelDescribed(Message):
 
 @dataclass
 class MemoryEstimated(Message):
-    """estimate_memory finished for the settings in `key`; `estimate` is None when it failed."""
+    """estimate_memory finished for the settings in `key`; `estimate` is None when it failed.
+    `nodes` is the recipe's nnodes (the estimate itself counts all processes)."""
 
     key: str
     estimate: dict[str, Any] | None
     error: str = ""
+    nodes: int = 1
 
 
 class ModelScreen(StepScreen):
@@ -457,7 +464,7 @@ class ModelScreen(StepScreen):
         except Exception as error:  # e.g. a method that does not fit the model's layers
             self.post_message(MemoryEstimated(key, None, f"{type(error).__name__}: {error}"))
             return
-        self.post_message(MemoryEstimated(key, estimate))
+        self.post_message(MemoryEstimated(key, estimate, nodes=recipe.training.nnodes))
 
     @on(MemoryEstimated)
     def _memory_estimated(self, message: MemoryEstimated) -> None:
@@ -469,17 +476,41 @@ class ModelScreen(StepScreen):
             widget.update(Text(f"No estimate: {message.error}", style="bold red"))
             return
         self.estimate = est = message.estimate
-        widget.update(estimate_text(est))
+        widget.update(estimate_text(est, nodes=message.nodes))
 
 
-def estimate_text(est: dict[str, Any]) -> Text:
-    """The estimate as a few lines: verdict first, then what it is made of."""
+def processes_text(est: dict[str, Any], nodes: int = 1) -> str:
+    """'per device · 2 processes × 1 node (ddp)': the sizes are one device's share ('' when the
+    estimate does not say how many processes it is for)."""
+    world = est.get("processes")
+    if not isinstance(world, int) or isinstance(world, bool):
+        return ""
+    if world <= 1:
+        return "per device · 1 process"
+    strategy = est.get("strategy", "?")
+    if nodes < 1 or world % nodes:  # not this recipe's layout: the total only
+        return f"per device · {world} processes ({strategy})"
+    per_node = world // nodes
+    processes = f"{per_node} process" + ("es" if per_node > 1 else "")
+    return f"per device · {processes} × {nodes} node{'s' if nodes > 1 else ''} ({strategy})"
+
+
+def estimate_text(est: dict[str, Any], nodes: int = 1) -> Text:
+    """The estimate as a few lines: verdict first, then what it is made of.
+
+    Args:
+        est: estimate_memory's JSON.
+        nodes: The recipe's nnodes, to show the estimate's processes per node.
+    """
     verdict = str(est.get("verdict", "?"))
     style = {"fits": "bold green", "tight": "bold yellow"}.get(verdict, "bold red")
     text = Text()
     text.append(f" {verdict} ", f"{style} reverse")
     text.append(f"  {format_bytes(est.get('total_bytes'))} of {format_bytes(est.get('device_bytes'))}")
     text.append(f" on {est.get('device_label', 'the device')}")
+    processes = processes_text(est, nodes)
+    if processes:
+        text.append(f"\n{processes}", "bold")
     trainable, total = est.get("trainable_params"), est.get("total_params")
     if isinstance(trainable, int) and isinstance(total, int) and total:
         text.append(f"\ntrainable {trainable:,} of {total:,} parameters ({100 * trainable / total:.3f}%)")

@@ -190,3 +190,160 @@ def test_mlp_shape_and_attention_dropout_are_read_from_the_model() -> None:
         CONFIG, 128, 4, False, quadratic_attention=True, attention_dropout=True
     )
     assert dropped - plain == 8 * 8 * 128 * 128  # one mask byte per score
+
+
+# --- several processes: per-device memory by strategy, time over the world size ------------------
+
+PARTS_ONE_PROCESS = [
+    "weights", "trainable_params", "optimizer_state", "gradients", "activations", "optimizer_step",
+    "overhead",
+]  # fmt: skip
+
+
+def _tiny_shape(model: Path) -> tuple[int, int]:
+    """(one decoder block's parameters, the output head's) of the tiny Llama, from its config:
+    q and o are hidden x hidden, k and v hidden x kv_heads x head_dim, the SwiGLU MLP three
+    hidden x intermediate matrices, plus two RMSNorm weights; the untied head is vocab x hidden."""
+    import json
+
+    c = json.loads((model / "config.json").read_text(encoding="utf-8"))
+    hidden, kv = c["hidden_size"], c["num_key_value_heads"] * c["head_dim"]
+    block = 2 * hidden * hidden + 2 * hidden * kv + 3 * hidden * c["intermediate_size"] + 2 * hidden
+    assert not c["tie_word_embeddings"]
+    return block, c["vocab_size"] * hidden
+
+
+def _processes(model: Path, method: str, processes: int, strategy: str, **training) -> est.Estimate:
+    recipe = _recipe(model, batch_size=2, max_length=32, max_steps=4, **training)
+    recipe.method.type = method
+    recipe.training.num_processes, recipe.training.strategy = processes, strategy
+    return est.estimate_memory(recipe, device_bytes=2**30)
+
+
+def test_one_process_ignores_the_strategy(tiny_assets) -> None:
+    one = _processes(tiny_assets["model"], "lora", 1, "ddp")
+    assert list(one.breakdown) == PARTS_ONE_PROCESS
+    assert one.processes == 1 and one.strategy == "ddp"
+    # float32 on the CPU: weights 4 bytes, peft's adapters float32, AdamW two moments each.
+    b = one.breakdown
+    assert b["weights"] == one.total_params * 4 and b["trainable_params"] == one.trainable_params * 4
+    assert b["optimizer_state"] == one.trainable_params * 2 * 4
+    # A strategy only matters with several processes (the recipe check says so too).
+    for strategy in ("fsdp", "deepspeed"):
+        other = _processes(tiny_assets["model"], "lora", 1, strategy)
+        assert other.breakdown == one.breakdown and other.total_bytes == one.total_bytes
+        assert other.notes == one.notes and other.processes == 1
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_ddp_adds_one_copy_of_the_trainable_gradients(tiny_assets, method: str) -> None:
+    one = _processes(tiny_assets["model"], method, 1, "ddp")
+    two = _processes(tiny_assets["model"], method, 2, "ddp")
+    assert two.processes == 2 and two.strategy == "ddp"
+    # Everything is replicated; the reducer's buckets are the only new part.
+    gradient_bytes = two.trainable_params * 4  # float32 here, adapters or full
+    assert two.breakdown.pop("ddp_buckets") == gradient_bytes
+    del one.breakdown["overhead"], two.breakdown["overhead"]
+    assert two.breakdown == one.breakdown
+    assert any(n.startswith("ddp: each of the 2 processes") for n in two.notes)
+    assert two.total_bytes > one.total_bytes
+
+
+def test_fsdp_shards_weights_and_gathers_one_block_plus_the_head(tiny_assets) -> None:
+    model = tiny_assets["model"]
+    block, head = _tiny_shape(model)
+    # Full tuning with accumulation, so gradients show at the start of backward too.
+    one = _processes(model, "full", 1, "ddp", gradient_accumulation=2)
+    four = _processes(model, "full", 4, "fsdp", gradient_accumulation=2)
+    b1, b4 = one.breakdown, four.breakdown
+    assert four.processes == 4 and four.strategy == "fsdp"
+    assert b1["weights"] == one.total_params * 4
+    for part in ("weights", "optimizer_state", "gradients"):
+        assert b4[part] == -(-b1[part] // 4), part  # ceil(1/4 of the part)
+    assert b4["fsdp_gathered"] == (block + head) * 4
+    assert b4["weights"] + b4["fsdp_gathered"] < b1["weights"]
+    assert any(f"one transformer block ({block:,} parameters)" in n for n in four.notes)
+    # A 16-bit dtype: accelerate keeps the trainable weights as float32 shards, gathers in bf16.
+    recipe = _recipe(model, batch_size=2, max_length=32, max_steps=4, gradient_accumulation=2)
+    recipe.method.type, recipe.model.dtype = "full", "bfloat16"
+    recipe.training.num_processes, recipe.training.strategy = 4, "fsdp"
+    bf16 = est.estimate_memory(recipe, device_bytes=2**30)
+    assert bf16.breakdown["weights"] == -(-bf16.total_params * 4 // 4)
+    assert bf16.breakdown["gradients"] == -(-bf16.total_params * 4 // 4)
+    assert bf16.breakdown["fsdp_gathered"] == (block + head) * 2
+    # Adapters: the frozen base and the adapters are sharded alike.
+    lora_one = _processes(model, "lora", 1, "ddp")
+    lora_four = _processes(model, "lora", 4, "fsdp")
+    for part in ("weights", "trainable_params", "optimizer_state"):
+        assert lora_four.breakdown[part] == -(-lora_one.breakdown[part] // 4), part
+
+
+def test_deepspeed_zero2_shards_gradients_and_optimizer_state_only(tiny_assets) -> None:
+    model = tiny_assets["model"]
+    one = _processes(model, "lora", 1, "ddp", gradient_accumulation=2)
+    four = _processes(model, "lora", 4, "deepspeed", gradient_accumulation=2)
+    assert four.breakdown["optimizer_state"] == -(-one.breakdown["optimizer_state"] // 4)
+    assert four.breakdown["gradients"] == -(-one.breakdown["gradients"] // 4) > 0
+    assert four.breakdown["weights"] == one.breakdown["weights"]
+    assert four.breakdown["trainable_params"] == one.breakdown["trainable_params"]
+    assert "fsdp_gathered" not in four.breakdown and "ddp_buckets" not in four.breakdown
+    assert any(n.startswith("deepspeed ZeRO-2") for n in four.notes)
+    # bf16 full tuning: ZeRO's 2 + 2/N + 12/N bytes per parameter for mixed-precision Adam.
+    recipe = _recipe(model, batch_size=2, max_length=32, max_steps=4)
+    recipe.method.type, recipe.model.dtype = "full", "bfloat16"
+    recipe.training.num_processes, recipe.training.strategy = 4, "deepspeed"
+    bf16 = est.estimate_memory(recipe, device_bytes=2**30)
+    n = bf16.total_params
+    assert bf16.breakdown["weights"] == 2 * n
+    assert bf16.breakdown["optimizer_state"] == -(-12 * n // 4)
+
+
+def test_the_largest_batch_is_searched_per_device(tiny_assets) -> None:
+    def estimate(processes: int, strategy: str, batch_size: int = 1) -> est.Estimate:
+        recipe = _recipe(tiny_assets["model"], batch_size=batch_size, max_length=8, max_steps=4)
+        recipe.method.type = "full"
+        recipe.training.num_processes, recipe.training.strategy = processes, strategy
+        return est.estimate_memory(recipe, device_bytes=2 * 2**20)
+
+    one, ddp, fsdp = estimate(1, "ddp"), estimate(2, "ddp"), estimate(4, "fsdp")
+    assert 0 < ddp.max_batch_size < one.max_batch_size < fsdp.max_batch_size
+    # The verdict and the search judge the same per-device total.
+    largest = fsdp.max_batch_size
+    assert estimate(4, "fsdp", largest).verdict == "fits"
+    assert estimate(4, "fsdp", largest + 1).verdict != "fits"
+
+
+def test_time_divides_by_the_world_size(tiny_assets) -> None:
+    recipe = _recipe(tiny_assets["model"], batch_size=4, max_length=64)
+    recipe.data.path = str(tiny_assets["data"])
+    recipe.training.epochs = 1.0
+    one = est.estimate_memory(recipe, device_bytes=2**30)
+    # Two machines with one process each: the world size counts, not processes per node.
+    recipe.training.nnodes = 2
+    two = est.estimate_memory(recipe, device_bytes=2**30)
+    assert one.time_s and two.time_s
+    assert two.planned_tokens == one.planned_tokens and two.time_s == pytest.approx(one.time_s / 2)
+    assert two.processes == 2
+    assert any("linear scaling, an assumption" in a for a in two.time_assumptions)
+    assert not any("linear scaling" in a for a in one.time_assumptions)
+    # Steps-based: each step takes 2 processes x batch_size sequences, in the time of one.
+    recipe.training.max_steps = 10
+    steps_two = est.estimate_memory(recipe, device_bytes=2**30)
+    recipe.training.nnodes = 1
+    steps_one = est.estimate_memory(recipe, device_bytes=2**30)
+    assert steps_two.planned_tokens == 2 * steps_one.planned_tokens == 2 * 10 * 4 * 64
+    assert steps_two.time_s == pytest.approx(steps_one.time_s)
+    assert any("10 steps x 8 sequences (4 on each of 2 processes)" in a for a in steps_two.time_assumptions)
+
+
+def test_render_says_per_device_and_the_processes(tiny_assets) -> None:
+    estimate = _processes(tiny_assets["model"], "lora", 2, "ddp")
+    console = Console(file=io.StringIO(), width=80, record=True)
+    est.render_estimate(estimate, console)
+    text = console.export_text()
+    assert "per device, 2 processes (ddp)" in text and "ddp buckets" in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert estimate.to_json()["processes"] == 2 and estimate.to_json()["strategy"] == "ddp"
+    single = Console(file=io.StringIO(), width=80, record=True)
+    est.render_estimate(_processes(tiny_assets["model"], "lora", 1, "ddp"), single)
+    assert "per device" not in single.export_text()

@@ -70,9 +70,14 @@ def fake_engine(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     def fake_estimate(recipe: Any, device_bytes: int | None = None, base_dir: Path | None = None) -> Any:
         estimated.append(recipe)
         verdict = "won't-fit" if recipe.training.batch_size > 64 else "fits"
-        return SimpleNamespace(
-            to_json=lambda: {**ESTIMATE, "verdict": verdict, "batch_size": recipe.training.batch_size}
-        )
+        t = recipe.training
+        fields = {
+            "verdict": verdict,
+            "batch_size": t.batch_size,
+            "processes": t.world_size,
+            "strategy": t.strategy,
+        }
+        return SimpleNamespace(to_json=lambda: {**ESTIMATE, **fields})
 
     monkeypatch.setattr(describe, "describe_model", fake_describe)
     monkeypatch.setattr(estimate, "estimate_memory", fake_estimate)
@@ -204,6 +209,73 @@ async def test_the_estimate_follows_the_settings(
         await settle(pilot)
         assert len(fake_engine) == before + 1 and fake_engine[-1].training.batch_size == 128
         assert "won't-fit" in text_of(app, "#estimate")
+
+
+async def test_processes_and_strategy_edit_the_draft_and_the_estimate(
+    tmp_path: Path, fake_engine: list[Any]
+) -> None:
+    app = TunerApp(demo=True, runs_dir=tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        await settle(pilot)
+        assert "per device · 1 process" in text_of(app, "#estimate")
+        before = len(fake_engine)
+        await enter(pilot, "#training-num-processes", "2")
+        await settle(pilot)
+        assert app.draft.recipe.training.num_processes == 2
+        # A new estimate for the new settings, shown with the process count and per device.
+        assert len(fake_engine) > before and fake_engine[-1].training.world_size == 2
+        shown_text = text_of(app, "#estimate")
+        assert "per device · 2 processes × 1 node (ddp)" in shown_text
+        # processes and strategy have their own line, not the generic "key: value" listing.
+        assert "processes:" not in shown_text and "strategy:" not in shown_text
+        app.screen.query_one("#training-strategy", Select).value = "fsdp"
+        await pilot.pause()
+        await enter(pilot, "#training-nnodes", "2")
+        await settle(pilot)
+        training = app.draft.recipe.training
+        assert training.strategy == "fsdp" and training.nnodes == 2 and app.unsaved
+        assert fake_engine[-1].training.strategy == "fsdp" and fake_engine[-1].training.world_size == 4
+        assert "per device · 2 processes × 2 nodes (fsdp)" in text_of(app, "#estimate")
+        # The fields are redrawn from the draft; a bad value is a draft problem, not a crash (listed
+        # on the Training step, which owns the [training] section).
+        assert app.screen.query_one("#training-nnodes", Input).value == "2"
+        await enter(pilot, "#training-nnodes", "0")
+        assert any(p.path == "training.nnodes" for p in app.draft.problems) and app.is_running
+
+
+async def wait_for_estimate(pilot: Pilot, **expected: Any) -> dict[str, Any]:
+    """Settle until the screen shows an estimate with the `expected` fields."""
+    for _ in range(60):  # the first transformers import takes a while on a busy machine
+        await settle(pilot)
+        est = pilot.app.screen.estimate
+        if est is not None and all(est.get(k) == v for k, v in expected.items()):
+            return est
+    raise AssertionError(f"no estimate with {expected}: {pilot.app.screen.estimate}")
+
+
+async def test_fsdp_shows_smaller_weights_than_ddp_on_the_tiny_model(
+    tmp_path: Path, tiny_recipe: Any
+) -> None:
+    app = TunerApp(tiny_recipe(num_processes=4), runs_dir=tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        ddp = await wait_for_estimate(pilot, processes=4, strategy="ddp")
+        assert "per device · 4 processes × 1 node (ddp)" in text_of(app, "#estimate")
+        assert "ddp buckets" in text_of(app, "#estimate") and "• ddp: each of the 4" in text_of(
+            app, "#estimate"
+        )
+        app.screen.query_one("#training-strategy", Select).value = "fsdp"
+        fsdp = await wait_for_estimate(pilot, processes=4, strategy="fsdp")
+        assert app.draft.recipe.training.strategy == "fsdp"
+        # FSDP shards the weights over the 4 processes; DDP replicates them.
+        assert fsdp["breakdown"]["weights"] == -(-ddp["breakdown"]["weights"] // 4)
+        assert fsdp["breakdown"]["weights"] < ddp["breakdown"]["weights"]
+        shown_text = text_of(app, "#estimate")
+        assert "per device · 4 processes × 1 node (fsdp)" in shown_text
+        assert (
+            "fsdp gathered" in shown_text and "• fsdp: weights, gradients and optimizer state" in shown_text
+        )
 
 
 async def test_real_estimate_on_the_tiny_model(tmp_path: Path, tiny_recipe: Any) -> None:

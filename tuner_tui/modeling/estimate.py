@@ -18,9 +18,28 @@ alive, on top of what lives for the whole run:
 
 Overhead: CUDA context and allocator fragmentation on a GPU; allocator slack on the CPU.
 
+Several processes (`world_size` = num_processes x nnodes, one device each): every process holds
+its own `batch_size`, so activations stay as they are and the estimate is per device. What the
+strategy shares out:
+
+- ddp replicates weights and optimizer state, and its reducer keeps flat gradient buckets beside
+  `param.grad` (the Trainer leaves `gradient_as_bucket_view` off): one more copy of the trainable
+  gradients for the whole run;
+- fsdp (FSDP2, full sharding, one unit per transformer block, as accelerate wraps it) divides
+  weights, gradients and optimizer state by the world size and gathers one block's full weights at
+  a time, while the unit holding the output head stays gathered from the end of forward into
+  backward: at the start of backward one block plus the head are whole. With a 16-bit dtype,
+  accelerate keeps trainable weights as float32 shards (master copies), so their weights,
+  gradients and optimizer state count 4 bytes; qlora's 4-bit weights (uint8 storage) are left out
+  of sharding;
+- deepspeed (ZeRO stage 2) divides gradients and optimizer state, weights stay replicated; with a
+  16-bit dtype its optimizer keeps a float32 master copy of the trainable weights (the ZeRO
+  paper's 2 + 2/N + 12/N bytes per parameter for mixed-precision Adam).
+
 Time is FLOPs per token (about 6N for full tuning, 4N for adapters on a frozen base, plus
 attention and checkpointing's recompute) times the planned tokens, over a matmul throughput
-measured on this device once per process, scaled by an assumed training efficiency.
+measured on this device once per process, scaled by an assumed training efficiency, and divided
+by the world size (linear scaling, an assumption: communication makes real runs slower).
 
 `benchmarks/memory_estimate.py` measures real CPU training steps against this; the constants below
 come from counting the tensors a Llama decoder layer saves for backward (see the comments).
@@ -52,6 +71,8 @@ LOGIT_COPIES = 3
 # AdamW builds sqrt(v) for every parameter before the update; fused AdamW, SGD without momentum
 # and bitsandbytes' 8-bit kernels update in place.
 OPTIMIZER_STEP_TEMPORARIES = {"adamw_torch": 1.0, "adafactor": 0.1}
+# NF4: half a byte per weight, plus double-quantized block constants (~0.127 bit per weight).
+NF4_BYTES = 0.5 + 0.127 / 8
 # Verdict thresholds as a share of device memory.
 FITS_SHARE = 0.85
 CUDA_CONTEXT_BYTES = 600 * 2**20
@@ -100,6 +121,10 @@ class Estimate:
     flops_per_token: float = 0.0
     device_flops: float = 0.0
     time_assumptions: list[str] = field(default_factory=list)
+    # Training processes over all nodes (world size) and how they share the model: the sizes above
+    # are for one of them (one device).
+    processes: int = 1
+    strategy: str = "ddp"
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (`tuner estimate --json`)."""
@@ -183,6 +208,35 @@ def _layer_linear_params(meta: Any) -> int:
 
     _, layers = layer_stack(meta)
     return sum(m.weight.numel() for m in layers.modules() if isinstance(m, torch.nn.Linear))
+
+
+def _fsdp_unit_params(meta: Any, config: Any, total: int) -> tuple[int, int, int]:
+    """(parameters of one transformer block, of which in linear layers, parameters of the output
+    head): what FSDP gathers whole at the start of backward besides the shards.
+
+    Without a layer list a block is (total - embeddings - head) / num_hidden_layers."""
+    import torch
+
+    from tuner_tui.errors import TunerError
+    from tuner_tui.modeling.methods import layer_stack
+
+    head_module = meta.get_output_embeddings() if hasattr(meta, "get_output_embeddings") else None
+    head_weight = getattr(head_module, "weight", None)
+    head = int(head_weight.numel()) if head_weight is not None else 0
+    try:
+        _, layers = layer_stack(meta)
+    except TunerError:
+        hidden, _, layer_count, _, vocab = _shape(config)
+        block = max(total - vocab * hidden - head, 0) // max(layer_count, 1)
+        return block, block, head
+    block_params = sum(p.numel() for p in layers[0].parameters())
+    linear = sum(m.weight.numel() for m in layers[0].modules() if isinstance(m, torch.nn.Linear))
+    return block_params, linear, head
+
+
+def _shard(n: int | float, world: int) -> int:
+    """One process's share of `n` bytes split over `world` processes (rounded up)."""
+    return -(-int(n) // world)
 
 
 def _shape(config: Any) -> tuple[int, int, int, int, int]:
@@ -350,14 +404,17 @@ def planned_tokens(recipe: Recipe, base_dir: Path | None = None) -> tuple[int, f
         TunerError: The data or tokenizer cannot be loaded (epochs-based recipes only).
     """
     t = recipe.training
-    per_step = t.batch_size * t.gradient_accumulation * t.num_processes
+    per_step = t.batch_size * t.gradient_accumulation * t.world_size
     if t.max_steps > 0:
         tokens = t.max_steps * per_step * t.max_length
+        across = (
+            f" ({per_step // t.world_size} on each of {t.world_size} processes)" if t.world_size > 1 else ""
+        )
         return (
             tokens,
             float(t.max_length),
             (
-                f"{t.max_steps} steps x {per_step} sequences x max_length {t.max_length} "
+                f"{t.max_steps} steps x {per_step} sequences{across} x max_length {t.max_length} "
                 "(upper bound: every row full length)"
             ),
         )
@@ -408,7 +465,15 @@ def estimate_time(
     assumptions.append(
         f"{device} sustains {efficiency:.0%} of a measured {calibrated / 1e9:.0f} GFLOP/s {dtype} matmul"
     )
-    seconds = tokens * per_token / (calibrated * efficiency * max(t.num_processes, 1))
+    world = max(t.world_size, 1)
+    if world > 1:
+        exchange = {"ddp": "gradient all-reduce", "fsdp": "weight gathers and gradient reduce-scatter"}
+        assumptions.append(
+            f"{world} processes ({t.strategy}) share the tokens with linear scaling, an assumption: "
+            f"{exchange.get(t.strategy, 'gradient exchange')} and waiting for the slowest process "
+            "make real runs slower, most across nodes"
+        )
+    seconds = tokens * per_token / (calibrated * efficiency * world)
     return seconds, tokens, per_token, calibrated, assumptions
 
 
@@ -445,10 +510,10 @@ def estimate_memory(
     t, m = recipe.training, recipe.method
     notes: list[str] = []
 
+    quantized = 0
     if m.type == "qlora":
         quantized = _layer_linear_params(meta)
-        # NF4: half a byte per weight, plus double-quantized block constants (~0.127 bit/weight).
-        weights = int(quantized * (0.5 + 0.127 / 8) + (total - quantized) * act_bytes)
+        weights = int(quantized * NF4_BYTES + (total - quantized) * act_bytes)
         notes.append("qlora: linear layers counted as 4-bit NF4 with double quantization")
     else:
         weights = total * act_bytes
@@ -485,6 +550,55 @@ def estimate_memory(
         "trainable_params": trainable * param_bytes if adapter else 0,
         "optimizer_state": int(trainable * states * (state_bytes or param_bytes)),
     }
+    world = t.world_size
+    if world > 1 and t.strategy == "ddp":
+        # The reducer's flat buckets (parameter dtype) exist from wrapping to the end of the run.
+        persistent["ddp_buckets"] = gradients
+        notes.append(
+            f"ddp: each of the {world} processes holds the whole model; DDP's gradient buckets add one "
+            f"more copy of the trainable gradients ({_size(gradients)})"
+        )
+    elif world > 1 and t.strategy == "fsdp":
+        # accelerate upcasts 16-bit trainable weights to float32 shards under mixed precision.
+        master = 4 if not adapter and act_bytes == 2 else param_bytes
+        block, block_linear, head = _fsdp_unit_params(meta, config, total)
+        replicated = 0
+        if m.type == "qlora":  # uint8-stored 4-bit weights are ignored by fully_shard
+            replicated = int(quantized * NF4_BYTES)
+            block -= block_linear
+        full_weights = weights - replicated + (trainable * (master - act_bytes) if not adapter else 0)
+        persistent = {
+            "weights": replicated + _shard(full_weights, world),
+            "trainable_params": _shard(persistent["trainable_params"], world),
+            "optimizer_state": _shard(trainable * states * (state_bytes or master), world),
+            # Gathered in the compute dtype: one block, plus the head's unit kept from forward.
+            "fsdp_gathered": (block + head) * act_bytes,
+        }
+        gradients = _shard(trainable * master, world)
+        step_temporaries = _shard(trainable * OPTIMIZER_STEP_TEMPORARIES.get(t.optimizer, 0) * master, world)
+        notes.append(
+            f"fsdp: weights, gradients and optimizer state are 1/{world} shards; fsdp gathered is one "
+            f"transformer block ({block:,} parameters) plus the output head ({head:,}), whole at the "
+            "start of backward (prefetching the next block can add one more)"
+        )
+        if master != param_bytes:
+            notes.append("fsdp with a 16-bit dtype keeps trainable weights as float32 shards (master copy)")
+        if replicated:
+            notes.append("fsdp leaves qlora's 4-bit weights (uint8 storage) unsharded on every device")
+    elif world > 1:  # deepspeed: ZeRO stage 2
+        # 16-bit: the optimizer works on float32 master partitions (moments in float32 too).
+        mixed = act_bytes == 2
+        optimizer = trainable * (
+            states * (state_bytes or (4 if mixed else param_bytes)) + (4 if mixed else 0)
+        )
+        persistent["optimizer_state"] = _shard(optimizer, world)
+        gradients = _shard(gradients, world)
+        step_temporaries = _shard(step_temporaries, world)
+        notes.append(
+            f"deepspeed ZeRO-2: gradients and optimizer state are 1/{world} shards, weights are "
+            "replicated; its communication buckets are not counted"
+            + ("; the optimizer state holds float32 master weights and moments" if mixed else "")
+        )
     # Gradients are set to None after each optimizer step, so with one forward per step they do not
     # coexist with the activations; with accumulation they carry over into the next forward.
     grads_in_backward = gradients if t.gradient_accumulation > 1 else 0
@@ -556,6 +670,8 @@ def estimate_memory(
         flops_per_token=per_token,
         device_flops=device_flops,
         time_assumptions=assumptions,
+        processes=world,
+        strategy=t.strategy,
     )
 
 
@@ -571,7 +687,10 @@ def render_estimate(estimate: Estimate, console: Any) -> None:
     from rich.table import Table
 
     colour = {"fits": "green", "tight": "yellow"}.get(estimate.verdict, "red")
-    table = Table(title=f"Memory estimate: {estimate.method}, {estimate.dtype}", width=min(console.width, 80))
+    title = f"Memory estimate: {estimate.method}, {estimate.dtype}"
+    if estimate.processes > 1:
+        title += f"; per device, {estimate.processes} processes ({estimate.strategy})"
+    table = Table(title=title, width=min(console.width, 80))
     table.add_column("part")
     table.add_column("size", justify="right")
     table.add_column("share", justify="right")
