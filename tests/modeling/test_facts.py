@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 from pathlib import Path
 
@@ -139,3 +140,23 @@ def test_doctor_checks_a_recipe_assets_offline(tiny_assets, tmp_path: Path, monk
     bad = {c.name: c for c in doctor_checks(recipe, tmp_path)}
     assert bad["model"].blocking and "not in the local Hugging Face cache" in bad["model"].problem
     assert bad["dataset"].blocking and bad["device"].blocking and "lora" in bad["device"].fix
+
+
+def test_doctor_checks_the_process_layout(tiny_assets) -> None:
+    from tuner_tui.modeling.doctor import check_processes
+
+    recipe = _recipe(tiny_assets["model"])
+    assert check_processes(recipe, 0).detail == "1 process"
+    recipe.training.num_processes = 2
+    cpu = check_processes(recipe, 0)
+    assert cpu.ok and "gloo (CPU)" in cpu.detail
+    too_many = check_processes(recipe, 1)
+    assert too_many.blocking and "this node has 1 CUDA GPU" in too_many.problem
+    assert "num_processes = 1" in too_many.fix
+    recipe.training.strategy = "fsdp"
+    assert check_processes(recipe, 0).blocking and check_processes(recipe, 2).ok
+    recipe.training.nnodes, recipe.training.master_addr = 2, "head"
+    assert "nodes meet at head:29500" in check_processes(recipe, 2).detail
+    recipe.training.strategy = "deepspeed"
+    if importlib.util.find_spec("deepspeed") is None:
+        assert "needs the deepspeed package" in check_processes(recipe, 2).problem

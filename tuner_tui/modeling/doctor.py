@@ -265,6 +265,57 @@ def check_metrics(recipe: Recipe) -> Check:
     return Check("metric modules", True, ", ".join(names) + " (local modules)")
 
 
+def check_processes(recipe: Recipe, cuda_devices: int) -> Check:
+    """Several processes: enough GPUs on this node, a strategy that runs here, where nodes meet."""
+    from tuner_tui.errors import TunerError
+    from tuner_tui.runs.ranks import check_strategy
+
+    t = recipe.training
+    layout = f"{t.num_processes} process(es) x {t.nnodes} node(s), {t.strategy}"
+    if t.world_size == 1:
+        return Check("processes", True, "1 process")
+    try:
+        check_strategy(t.strategy)
+    except TunerError as exc:
+        return Check("processes", False, layout, problem=str(exc), fix="pip install deepspeed", blocking=True)
+    on_gpu = cuda_devices > 0 and t.device in ("auto", "cuda")
+    if on_gpu and t.num_processes > cuda_devices:
+        return Check(
+            "processes",
+            False,
+            layout,
+            problem=f"num_processes = {t.num_processes} but this node has {cuda_devices} CUDA GPU(s)",
+            fix=f"set [training] num_processes = {cuda_devices} (one process per GPU)",
+            blocking=True,
+        )
+    if not on_gpu and t.strategy != "ddp":
+        return Check(
+            "processes",
+            False,
+            layout,
+            problem=f"strategy = '{t.strategy}' shards only on GPUs; on CPU accelerate would run DDP",
+            fix="set [training] strategy = 'ddp' for CPU processes, or use a GPU machine",
+            blocking=True,
+        )
+    backend = "NCCL" if on_gpu else "gloo (CPU)"
+    detail = f"{layout} over {backend}, torchrun"
+    if t.nnodes > 1:
+        detail += (
+            f"; nodes meet at {t.master_addr}:{t.master_port}: run `tuner run RECIPE --node-rank K` "
+            f"on each node K = 0..{t.nnodes - 1} with a shared --runs-dir"
+        )
+    return Check("processes", True, detail)
+
+
+def _cuda_devices() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:  # a broken driver counts as no GPU; check_gpus says why
+        return 0
+
+
 def doctor_checks(recipe: Recipe | None, runs_dir: Path, base_dir: Path | None = None) -> list[Check]:
     """All checks for this machine and, when given, the recipe's assets.
 
@@ -278,6 +329,7 @@ def doctor_checks(recipe: Recipe | None, runs_dir: Path, base_dir: Path | None =
         checks += check_model(recipe, base_dir)
         checks.append(check_dataset(recipe, base_dir))
         checks.append(check_metrics(recipe))
+        checks.append(check_processes(recipe, _cuda_devices()))
         if recipe.training.device == "cuda" or recipe.method.type == "qlora":
             import torch
 

@@ -76,7 +76,14 @@ def strategy_arguments(recipe: Recipe, no_split_modules: list[str] | None = None
     check_strategy(t.strategy)
     return {
         "deepspeed": {
-            "zero_optimization": {"stage": 2, "overlap_comm": True, "contiguous_gradients": True},
+            "zero_optimization": {
+                "stage": 2,
+                "overlap_comm": True,
+                "contiguous_gradients": True,
+                # DeepSpeed's default buckets hold 5e8 elements each; "auto" sizes them to the model.
+                "reduce_bucket_size": "auto",
+                "allgather_bucket_size": 2e8,
+            },
             "train_micro_batch_size_per_gpu": "auto",
             "gradient_accumulation_steps": "auto",
             "gradient_clipping": "auto",
