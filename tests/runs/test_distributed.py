@@ -212,26 +212,51 @@ def test_a_killed_rank_fails_the_run_naming_it_and_leaves_no_process(
     assert viewer.returncode == 1 and "Rank 1" in viewer.stdout and "Traceback" not in viewer.stdout
 
 
-def test_two_nodes_on_one_machine_complete(two_ranks, tiny_assets, tmp_path: Path) -> None:
-    """Two `tuner run` invocations, node ranks 0 and 1, meeting on 127.0.0.1: one run directory."""
+def test_two_nodes_on_one_machine_complete_stop_and_resume(
+    two_ranks, tiny_assets, tmp_path: Path, slow_steps
+) -> None:
+    """Two `tuner run` invocations, node ranks 0 and 1, meeting on 127.0.0.1: one run directory,
+    stopped half-way and resumed by both nodes from it."""
     recipe = recipe_for(tmp_path, tiny_assets, "nodes", batch_size=2)
     runs_dir = tmp_path / "runs"
-    port = str(free_port())
-    node = [*TUNER, "run", str(recipe), "--runs-dir", str(runs_dir), "--nnodes", "2"]
-    node += ["--master-addr", "127.0.0.1", "--master-port", port]
+
+    def node(rank: int, *start: str) -> list[str]:
+        return [*TUNER, "run", *start, "--runs-dir", str(runs_dir), "--nnodes", "2", "--node-rank", str(rank)]
+
+    slow_steps(0.4)
+    meet = ["--master-addr", "127.0.0.1", "--master-port", str(free_port())]
     second = subprocess.Popen(
-        [*node, "--node-rank", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [*node(1, str(recipe)), *meet], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    first = subprocess.run([*node, "--node-rank", "0"], capture_output=True, text=True, timeout=300)
+    first = subprocess.run([*node(0, str(recipe)), *meet, "--detach"], **CAPTURE, timeout=120)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    (root,) = [p for p in runs_dir.iterdir() if not p.name.startswith(".")]
+    run = RunDir.open(root)
+    wait_for(lambda: any(m["step"] >= 2 for m in events_of(run, "metric")), what="step 2")
+    assert subprocess.run([*TUNER, "stop", str(run.root)], **CAPTURE).returncode == 0
+    out, _ = second.communicate(timeout=120)
+    assert second.returncode == 0, out[-3000:]
+    state = wait_until_done(run, timeout=60)
+    assert state["phase"] == "stopped" and 2 <= state["step"] < STEPS
+    assert "Node 1 of 2: joining the run node 0 leads at 127.0.0.1:" in out
+    assert f"rank 1 (node 1) joined {run.root}" in out
+    assert rank_steps(run) == {0: [state["step"]], 1: [state["step"]]}  # rank 1 is on node 1
+
+    # Resume from the shared run directory: both nodes again, meeting on a new port.
+    slow_steps(None)
+    meet = ["--master-addr", "127.0.0.1", "--master-port", str(free_port())]
+    second = subprocess.Popen(
+        [*node(1, "--resume", str(run.root)), *meet],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    first = subprocess.run([*node(0, "--resume", str(run.root)), *meet], **CAPTURE, timeout=300)
     out, _ = second.communicate(timeout=120)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert second.returncode == 0, out[-3000:]
-    (root,) = [p for p in runs_dir.iterdir() if not p.name.startswith(".")]
-    run = RunDir.open(root)
     assert read_raw_state(run.state)["phase"] == "completed"
-    assert "Node 1 of 2: joining the run node 0 leads at 127.0.0.1:" in out
-    assert f"rank 1 (node 1) joined {run.root}" in out
-    assert (run.root / "worker.rank1.log").is_file()
+    assert (run.root / "worker.node1.log").is_file()
     # Two nodes of one process each compute what one node of two processes does.
     assert_same_tensors(adapter_tensors(run.adapter), two_ranks["adapter"])
 
