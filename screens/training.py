@@ -514,6 +514,8 @@ class TrainingScreen(StepScreen):
             ("training.optimizer", training.optimizer),
             ("training.device", training.device),
             ("training.num_processes", training.num_processes),
+            ("training.nnodes", training.nnodes),
+            ("training.strategy", training.strategy),
             ("training.save_every_steps", training.save_every_steps),
         ]
         rows.append(("runs directory", str(self.tuner.runs_dir)))

@@ -107,6 +107,7 @@ def test_screens_and_assets_ship_inside_the_package(wheel: zipfile.ZipFile) -> N
     for name in stylesheets:
         assert f"tuner_tui/screens/{name}" in names
     assert "tuner_tui/assets/demo/recipe.toml" in names
+    assert "tuner_tui/assets/slurm/tuner.sbatch" in names
     # Mapped in, never installed as top-level packages of their own.
     assert not any(n.startswith(("screens/", "assets/")) for n in names)
 

@@ -498,3 +498,12 @@ async def test_start_quit_and_reattach_to_a_real_run(tiny_recipe, tmp_path: Path
         assert "step 40/40" in progress_text(again)
         assert [c.step for c in screen.query_one(CheckpointList).kept] == [30, 40]
         assert screen.query_one(LogTail).line_count > 0
+
+
+def test_telemetry_of_several_ranks_is_labelled_as_theirs() -> None:
+    from tuner_tui.widgets.gauges import telemetry_gauges
+
+    event = {"rss_bytes": 3 * 2**30, "ram_total_bytes": 16 * 2**30, "process_cpu_percent": 180.0}
+    labels = {g.label for g in telemetry_gauges({**event, "processes": 2})}
+    assert "2 ranks RSS" in labels and "worker RSS" not in labels
+    assert "worker RSS" in {g.label for g in telemetry_gauges({**event, "processes": 1})}

@@ -99,7 +99,9 @@ def telemetry_gauges(event: Mapping[str, Any]) -> list[Gauge]:
     process_cpu = _number(event.get("process_cpu_percent"))
     if rss is not None:
         cpu_text = f"  ({process_cpu:.0f}% CPU)" if process_cpu is not None else ""
-        gauges.append(Gauge("worker RSS", _fraction(rss, total), f"{_gib(rss)} GiB{cpu_text}"))
+        processes = _number(event.get("processes"))
+        label = f"{processes:.0f} ranks RSS" if processes is not None and processes > 1 else "worker RSS"
+        gauges.append(Gauge(label, _fraction(rss, total), f"{_gib(rss)} GiB{cpu_text}"))
     return gauges
 
 
