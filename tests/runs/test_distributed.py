@@ -166,6 +166,17 @@ def test_tuner_stop_and_sigterm_stop_both_ranks_at_one_step_and_resume(
     assert_same_tensors(adapter_tensors(run.adapter), two_ranks["adapter"])
 
 
+def all_gone(processes: list[psutil.Process]) -> bool:
+    """None of `processes` runs any more (a zombie waiting for its parent counts as gone)."""
+    for process in processes:
+        try:
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                return False
+        except psutil.NoSuchProcess:
+            continue
+    return True
+
+
 def _rank_pid(supervisor_pid: int, rank: int) -> int | None:
     try:
         for child in psutil.Process(supervisor_pid).children():
@@ -197,19 +208,30 @@ def test_a_killed_rank_fails_the_run_naming_it_and_leaves_no_process(
     assert "Rank 1" in error["message"] and "SIGKILL" in error["message"]
     assert "worker.rank1.log" in error["hint"]
 
-    def all_gone() -> bool:
-        alive = []
-        for p in processes:
-            try:
-                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                    alive.append(p)
-            except psutil.NoSuchProcess:
-                continue
-        return not alive
-
-    wait_for(all_gone, timeout=60, what="every process of the run to end")
+    wait_for(lambda: all_gone(processes), timeout=60, what="every process of the run to end")
     viewer = subprocess.run([*TUNER, "attach", "--plain", str(run.root)], capture_output=True, text=True)
     assert viewer.returncode == 1 and "Rank 1" in viewer.stdout and "Traceback" not in viewer.stdout
+
+
+def test_ranks_whose_supervisor_is_killed_stop_together_and_end_stopped(
+    two_ranks, tmp_path: Path, slow_steps
+) -> None:
+    """SIGKILL leaves the supervisor no chance to pass anything on: the kernel's parent-death
+    signal reaches the ranks, which stop after the same step with a checkpoint."""
+    slow_steps(0.4)
+    run = start_run(two_ranks["recipe"], tmp_path / "runs")
+    wait_for(lambda: any(m["step"] >= 2 for m in events_of(run, "metric")), what="step 2")
+    supervisor = read_raw_state(run.state)["pid"]
+    ranks = psutil.Process(supervisor).children()
+    assert len(ranks) == 2
+    os.kill(supervisor, signal.SIGKILL)
+    wait_for(lambda: read_raw_state(run.state).get("phase") == "stopped", timeout=60, what="stopped")
+    step = read_raw_state(run.state)["step"]
+    assert rank_steps(run) == {0: [step], 1: [step]}
+    assert checkpoints.latest_complete(run.checkpoints).name == f"checkpoint-{step}"
+    wait_for(
+        lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in ranks), 30, "ranks"
+    )
 
 
 def test_two_nodes_on_one_machine_complete_stop_and_resume(
