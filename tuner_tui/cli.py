@@ -7,8 +7,11 @@ Nothing here imports torch, transformers, peft, datasets or evaluate at module s
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -94,6 +97,7 @@ def run(
     """Start a training run (or --resume one) in a detached worker; follow it unless --detach.
 
     On several nodes, run the same command on each with its own --node-rank (see assets/slurm/)."""
+    from tuner_tui.runs.control import request as request_stop
     from tuner_tui.runs.launcher import Placement, join_run, resume_run, start_run
     from tuner_tui.runs.viewer import follow_node, follow_run
 
@@ -109,7 +113,8 @@ def run(
         )
         if detach:
             raise typer.Exit(EXIT_OK)
-        raise typer.Exit(follow_node(node.proc, node.log, console))
+        _stop_on_sigterm(lambda: os.kill(node.proc.pid, signal.SIGTERM))
+        raise typer.Exit(follow_node(node.proc, node.log, console, offset=node.log_offset))
     if resume:
         run_dir = resume_run(resume, placement)
     else:
@@ -118,7 +123,22 @@ def run(
     if detach:
         console.print(f"Follow it: tuner attach {run_dir.root}    Stop it: tuner stop {run_dir.root}")
         raise typer.Exit(EXIT_OK)
+    _stop_on_sigterm(
+        lambda: request_stop(run_dir.control, "stop", by=f"SIGTERM to tuner run (pid {os.getpid()})")
+    )
     raise typer.Exit(follow_run(run_dir, console))
+
+
+def _stop_on_sigterm(stop: Callable[[], object]) -> None:
+    """The `tuner run` that follows its run is what a scheduler (Slurm, Kubernetes, systemd)
+    signals to end a job: SIGTERM stops the run gracefully (every rank after the same step, with
+    a checkpoint) and this command follows it to the end. Ctrl-C still only detaches."""
+
+    def handler(signum: int, frame: object) -> None:
+        console.print("SIGTERM: stopping the run after its current step (it saves a checkpoint).")
+        stop()
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 @app.command()

@@ -396,6 +396,20 @@ class Recipe:
                     "needs text + label data: set data.format = 'classification' or 'auto'.",
                 )
             )
+        t = self.training
+        if t.world_size > 1 and t.strategy != "ddp" and self.method.type in ("qlora", "adalora"):
+            why = (
+                "its 4-bit weights are placed whole on each rank's GPU by bitsandbytes"
+                if self.method.type == "qlora"
+                else "its rank allocation reads whole gradients, and sharding splits them"
+            )
+            found.append(
+                Problem(
+                    "training.strategy",
+                    f"is '{t.strategy}', which does not work with [method] type = '{self.method.type}': "
+                    f"{why}. Set strategy = 'ddp', or use type = 'lora'.",
+                )
+            )
         task = self.model.task
         chosen = [(f"objectives[{i}].metric", o.metric) for i, o in enumerate(self.objectives)]
         chosen += [(f"evaluation.metrics[{i}]", m) for i, m in enumerate(self.evaluation.metrics)]

@@ -129,7 +129,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(two_ranks) -
     assert latest is not None and latest.name == f"checkpoint-{STEPS}"
     assert {"rng_state_0.pth", "rng_state_1.pth"} <= {p.name for p in latest.iterdir()}
     rank1 = (run.root / "worker.rank1.log").read_text(errors="replace")
-    assert "Traceback" not in rank1 and "tokenizing train" in rank1  # rank 1's own output
+    assert "Traceback" not in rank1 and "Loading weights" in rank1  # rank 1 loads its own model copy
     assert "supervisor: torchrun --nproc-per-node 2" in run.log.read_text()
     assert read_raw_state(run.state)["phase"] == "completed"
     assert not list(run.root.glob("worker.rank*.error.json"))
@@ -200,7 +200,8 @@ def test_a_killed_rank_fails_the_run_naming_it_and_leaves_no_process(
     killed_at = time.monotonic()
     os.kill(victim, signal.SIGKILL)
     state = wait_until_done(run, timeout=60)
-    assert time.monotonic() - killed_at < 60
+    # Well inside the 60 s allowed, and the agent's 30 s grace before SIGKILL was not needed.
+    assert time.monotonic() - killed_at < 25
     assert state["phase"] == "failed" and state["failed_rank"] == 1
     (error,) = events_of(run, "error")
     assert error["kind"] == "rank_failed" and error["rank"] == 1
@@ -213,25 +214,48 @@ def test_a_killed_rank_fails_the_run_naming_it_and_leaves_no_process(
     assert viewer.returncode == 1 and "Rank 1" in viewer.stdout and "Traceback" not in viewer.stdout
 
 
-def test_ranks_whose_supervisor_is_killed_stop_together_and_end_stopped(
+def test_ranks_whose_supervisor_is_killed_stop_together_and_a_resume_waits_for_them(
     two_ranks, tmp_path: Path, slow_steps
 ) -> None:
     """SIGKILL leaves the supervisor no chance to pass anything on: the kernel's parent-death
-    signal reaches the ranks, which stop after the same step with a checkpoint."""
+    signal reaches the ranks, which stop after the same step with a checkpoint. A resume asked
+    for at once waits for them (their pids are in state.json) instead of racing their save."""
     slow_steps(0.4)
     run = start_run(two_ranks["recipe"], tmp_path / "runs")
     wait_for(lambda: any(m["step"] >= 2 for m in events_of(run, "metric")), what="step 2")
     supervisor = read_raw_state(run.state)["pid"]
     ranks = psutil.Process(supervisor).children()
-    assert len(ranks) == 2
+    assert sorted(p["pid"] for p in read_raw_state(run.state)["rank_pids"]) == sorted(p.pid for p in ranks)
     os.kill(supervisor, signal.SIGKILL)
-    wait_for(lambda: read_raw_state(run.state).get("phase") == "stopped", timeout=60, what="stopped")
-    step = read_raw_state(run.state)["step"]
+    slow_steps(None)
+    resume_run(run.root)  # returns once the old ranks are gone and the new supervisor started
+    assert all_gone(ranks)
+    stopped = [e for e in events_of(run, "status") if e["phase"] == "stopped"]
+    assert len(stopped) == 1
+    step = stopped[0]["step"]
     assert rank_steps(run) == {0: [step], 1: [step]}
-    assert checkpoints.latest_complete(run.checkpoints).name == f"checkpoint-{step}"
-    wait_for(
-        lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in ranks), 30, "ranks"
-    )
+    assert wait_until_done(run)["phase"] == "completed"
+    assert any(f"Resuming from checkpoint-{step}" in e.get("message", "") for e in events_of(run, "log"))
+    assert_same_tensors(adapter_tensors(run.adapter), two_ranks["adapter"])
+
+
+def test_sigterm_to_a_following_tuner_run_stops_the_run_and_follows_it_to_the_end(
+    two_ranks, tmp_path: Path, slow_steps
+) -> None:
+    """What Slurm (or Kubernetes, or systemd) does to end a job: SIGTERM to the foreground command."""
+    slow_steps(0.4)
+    runs_dir = tmp_path / "runs"
+    command = [*TUNER, "run", str(two_ranks["recipe"]), "--runs-dir", str(runs_dir)]
+    follower = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: runs_dir.exists() and any(runs_dir.iterdir()), what="run directory")
+    run = RunDir.open(next(runs_dir.iterdir()))
+    wait_for(lambda: any(m["step"] >= 2 for m in events_of(run, "metric")), what="step 2")
+    follower.send_signal(signal.SIGTERM)
+    out, _ = follower.communicate(timeout=60)
+    assert follower.returncode == 0, out[-3000:]
+    assert "SIGTERM: stopping the run" in out and "Stopped at step" in out
+    state = read_raw_state(run.state)
+    assert state["phase"] == "stopped" and rank_steps(run) == {0: [state["step"]], 1: [state["step"]]}
 
 
 def test_two_nodes_on_one_machine_complete_stop_and_resume(

@@ -16,7 +16,7 @@ from tuner_tui.runs.events import read_events
 from tuner_tui.runs.layout import RunDir
 from tuner_tui.runs.ranks import EXIT_PEER_LOST, Rank, write_rank_error
 from tuner_tui.runs.state import read_raw_state, write_state
-from tuner_tui.runs.supervisor import _culprit, report_failure, torchrun_args
+from tuner_tui.runs.supervisor import _culprit, _failure_json, report_failure, torchrun_args
 from tuner_tui.training.run import check_strategy_device, strategy_arguments
 
 
@@ -41,6 +41,10 @@ def run(tmp_path: Path) -> RunDir:
     return made
 
 
+def failures(**by_rank: FakeFailure) -> dict[int, dict]:
+    return {int(rank.removeprefix("r")): _failure_json(f) for rank, f in by_rank.items()}
+
+
 def test_one_node_uses_a_private_rendezvous_and_several_nodes_the_static_one() -> None:
     one = torchrun_args(2, 1, 0, "", 29500, "abc")
     assert one[:6] == ["--nproc-per-node", "2", "--nnodes", "1", "--max-restarts", "0"]
@@ -53,44 +57,74 @@ def test_one_node_uses_a_private_rendezvous_and_several_nodes_the_static_one() -
 
 
 def test_a_ranks_own_error_comes_before_a_killed_rank_and_ranks_that_lost_their_peers(run: RunDir) -> None:
-    write_rank_error(run.root, Rank(rank=0, world_size=2), "crash", "RuntimeError: gloo", "h", peer_lost=True)
-    write_rank_error(run.root, Rank(rank=1, world_size=2), "oom", "Out of memory: CUDA.", "Lower it.", False)
-    failures = {
-        0: FakeFailure(0, 10, EXIT_PEER_LOST, 100),
-        1: FakeFailure(1, 11, 1, 101),
-        2: FakeFailure(2, 12, -signal.SIGKILL, 99),
-    }
-    error = _culprit(run, failures, "")
+    write_rank_error(run.root, Rank(rank=0, world_size=3), "crash", "RuntimeError: gloo", "h", peer_lost=True)
+    write_rank_error(run.root, Rank(rank=1, world_size=3), "oom", "Out of memory: CUDA.", "Lower it.", False)
+    found = failures(
+        r0=FakeFailure(0, 10, EXIT_PEER_LOST, 100),
+        r1=FakeFailure(1, 11, 1, 101),
+        r2=FakeFailure(2, 12, -signal.SIGKILL, 99),
+    )
+    error = _culprit(run, found, "", world_size=3, nnodes=1)
     assert error["kind"] == "oom" and error["rank"] == 1
     assert error["message"] == "Rank 1: Out of memory: CUDA."
     assert error["log"] == str(run.root / "worker.rank1.log") and "worker.rank1.log" in error["hint"]
 
 
-def test_a_killed_rank_is_named_before_the_ranks_the_agent_stopped(run: RunDir) -> None:
-    failures = {
-        0: FakeFailure(0, 10, EXIT_PEER_LOST, 100),
-        1: FakeFailure(1, 11, -signal.SIGTERM, 100),
-        3: FakeFailure(1, 13, -signal.SIGKILL, 101),
-    }
-    error = _culprit(run, failures, "")
+def test_the_first_killed_rank_is_named_not_the_bystanders_stopped_after_it(run: RunDir) -> None:
+    found = failures(
+        r0=FakeFailure(0, 10, EXIT_PEER_LOST, 100),  # lost its peer
+        r1=FakeFailure(1, 11, -signal.SIGABRT, 100),  # NCCL's watchdog after the loss
+        r2=FakeFailure(0, 12, -signal.SIGKILL, 131),  # the agent's kill 30 s after its SIGTERM
+        r3=FakeFailure(1, 13, -signal.SIGKILL, 101),  # the one that died first
+    )
+    error = _culprit(run, found, "", world_size=4, nnodes=2)
     assert error["kind"] == "rank_failed" and error["rank"] == 3
     assert "Rank 3 (local rank 1, pid 13) was killed by SIGKILL" in error["message"]
 
 
-def test_ranks_that_only_lost_their_peers_point_at_the_other_nodes(run: RunDir) -> None:
-    error = _culprit(run, {0: FakeFailure(0, 10, EXIT_PEER_LOST, 100)}, "")
-    assert error["kind"] == "rank_failed" and "rank" not in error
-    assert "another node" in error["message"] and "worker.rank<N>.log" in error["hint"]
+def test_ranks_that_only_lost_their_peers_say_where_to_look(run: RunDir) -> None:
+    write_rank_error(
+        run.root, Rank(rank=0, world_size=2), "crash", "RuntimeError: Connection reset", "h", True
+    )
+    one_node = _culprit(run, failures(r0=FakeFailure(0, 10, EXIT_PEER_LOST, 100)), "", 2, nnodes=1)
+    assert one_node["kind"] == "rank_failed" and "rank" not in one_node
+    assert "another node" not in one_node["message"] and "Connection reset" in one_node["message"]
+    two_nodes = _culprit(run, failures(r0=FakeFailure(0, 10, EXIT_PEER_LOST, 100)), "", 2, nnodes=2)
+    assert "another node" in two_nodes["message"] and "other nodes' `tuner run` output" in two_nodes["hint"]
 
 
 def test_a_launch_that_never_started_ranks_is_a_rendezvous_error(run: RunDir) -> None:
-    error = _culprit(run, {}, "RendezvousTimeoutError: nodes did not join")
+    error = _culprit(run, {}, "RendezvousTimeoutError: nodes did not join", 2, 2)
     assert error["kind"] == "rendezvous" and "nodes did not join" in error["message"]
     assert "--node-rank K" in error["hint"]
+    interrupted = _culprit(run, {}, "SignalException: Process 7 got signal: 1", 2, 1)
+    assert interrupted["kind"] == "crash" and "interrupted" in interrupted["message"]
+
+
+def test_a_rank_killed_on_another_node_is_named_from_that_nodes_record(run: RunDir) -> None:
+    from tuner_tui.runs.ranks import node_failures_file
+    from tuner_tui.runs.state import atomic_write_json
+
+    atomic_write_json(
+        node_failures_file(run.root, 1), {"3": _failure_json(FakeFailure(1, 13, -signal.SIGKILL, 101))}
+    )
+    report_failure(run, {0: FakeFailure(0, 10, EXIT_PEER_LOST, 102)}, world_size=4, nnodes=2)
+    (error,) = [e for e in read_events(run.events)[0] if e["type"] == "error"]
+    assert error["rank"] == 3 and "SIGKILL" in error["message"]
+
+
+def test_peer_loss_is_a_lost_connection_never_a_ranks_own_error() -> None:
+    from tuner_tui.runs.ranks import is_peer_lost
+
+    assert is_peer_lost(RuntimeError("[gloo/pair.cc:553] Connection closed by peer [127.0.0.1]:1"), "crash")
+    assert is_peer_lost(RuntimeError("Watchdog caught collective operation timeout: timed out"), "crash")
+    assert not is_peer_lost(RuntimeError("NCCL error: unhandled cuda error, out of memory"), "oom")
+    assert not is_peer_lost(RuntimeError("NCCL error: invalid usage"), "crash")
+    assert not is_peer_lost(ValueError("Connection closed by peer"), "crash")
 
 
 def test_report_failure_writes_one_error_and_the_failed_phase(run: RunDir) -> None:
-    report_failure(run, {1: FakeFailure(1, 11, -signal.SIGKILL, 100)})
+    report_failure(run, {1: FakeFailure(1, 11, -signal.SIGKILL, 100)}, world_size=2)
     events, _ = read_events(run.events)
     assert [e["type"] for e in events] == ["error", "status"]
     assert events[0]["rank"] == 1 and events[1]["phase"] == "failed"
@@ -142,6 +176,10 @@ def test_recipe_checks_and_hash_of_the_node_settings() -> None:
     assert problems_of(strategy="fsdp") == ["training.strategy"]
     assert problems_of(strategy="zero", num_processes=2) == ["training.strategy"]
     assert problems_of(nnodes=2, master_addr="head", strategy="fsdp") == []
+    qlora = parse_recipe(
+        {**BASE, "method": {"type": "qlora"}, "training": {"num_processes": 2, "strategy": "fsdp"}}
+    )
+    assert [p.path for p in qlora[1]] == ["training.strategy"] and "bitsandbytes" in qlora[1][0].message
     base = recipe(nnodes=2, master_addr="a", master_port=1000)
     moved = recipe(nnodes=2, master_addr="b", master_port=2000)
     assert base.hash() == moved.hash()  # where the nodes meet is not what they compute

@@ -98,7 +98,7 @@ def _transcode(path: Path, encoding: str) -> Path:
     target = _derived_path(path, "utf8", path.suffix)
     if target.exists():
         return target
-    partial = target.with_suffix(target.suffix + ".part")
+    partial = target.with_suffix(f"{target.suffix}.{os.getpid()}.part")  # ranks may race here
     with (
         open(path, encoding=encoding, newline="") as src,
         open(partial, "w", encoding="utf-8", newline="") as dst,
@@ -228,7 +228,8 @@ def _check_jsonl(path: Path, shown: str, skip_bad_rows: bool, info: LoadInfo) ->
                     "or skip bad lines with --skip-bad-rows (they are counted in the report)."
                 )
             if bad and good_copy is None:
-                good_copy = open(target.with_suffix(".part"), "wb")  # noqa: SIM115 - closed below
+                partial = target.with_suffix(f".{os.getpid()}.part")  # one per process: ranks race here
+                good_copy = open(partial, "wb")  # noqa: SIM115 - closed below
                 _copy_prefix(path, chunk_start, good_copy)
             if good_copy is not None:
                 numbers = {b[0] for b in bad}
@@ -244,7 +245,7 @@ def _check_jsonl(path: Path, shown: str, skip_bad_rows: bool, info: LoadInfo) ->
     if good_copy is None:
         return path
     good_copy.close()
-    os.replace(target.with_suffix(".part"), target)
+    os.replace(partial, target)
     info.skipped_rows += len(bad_total)
     info.skipped_examples.extend(f"{shown}:{n}: {reason}: {snip!r}" for n, snip, reason in bad_total[:5])
     return target

@@ -10,6 +10,7 @@ the node's supervisor joins the run node 0 made (`join_run`).
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -19,12 +20,14 @@ from pathlib import Path
 from tuner_tui.errors import TunerError
 from tuner_tui.paths import absolute_if_local
 from tuner_tui.recipe import Recipe, RecipeError, read_recipe, save_recipe
+from tuner_tui.runs import control
 from tuner_tui.runs.events import EventWriter, now_iso
 from tuner_tui.runs.layout import RunDir, new_run_id
 from tuner_tui.runs.ranks import check_strategy
 from tuner_tui.runs.state import (
     TERMINAL_PHASES,
     process_start_time,
+    ranks_alive,
     read_raw_state,
     worker_alive,
     write_state,
@@ -79,13 +82,15 @@ def _popen_detached(command: list[str], log_path: Path, cwd: Path) -> subprocess
 
 
 def supervisor_command(
-    recipe: Recipe, node_rank: int, run: RunDir | None, recipe_hash: str = ""
+    recipe: Recipe, node_rank: int, run: RunDir | None, recipe_hash: str = "", join_file: Path | None = None
 ) -> list[str]:
     t = recipe.training
     command = [sys.executable, "-m", "tuner_tui.runs.supervisor"]
     command += [str(run.root)] if run else ["--expect-recipe-hash", recipe_hash]
     command += ["--nproc", str(t.num_processes), "--nnodes", str(t.nnodes), "--node-rank", str(node_rank)]
-    command += ["--master-addr", t.master_addr, "--master-port", str(t.master_port)]
+    command += ["--master-addr", t.master_addr, "--master-port", str(t.master_port), "--device", t.device]
+    if join_file is not None:
+        command += ["--join-file", str(join_file)]
     return command
 
 
@@ -101,7 +106,13 @@ def spawn_worker(run: RunDir) -> subprocess.Popen:
     else:
         command = [sys.executable, "-m", "tuner_tui.runs.worker", str(run.root)]
     proc = _popen_detached(command, run.log, run.root)
-    write_state(run.state, pid=proc.pid, pid_started=process_start_time(proc.pid))
+    write_state(
+        run.state,
+        pid=proc.pid,
+        pid_started=process_start_time(proc.pid),
+        host=socket.gethostname(),
+        rank_pids=[],
+    )
     return proc
 
 
@@ -114,6 +125,7 @@ class JoinedNode:
     node_rank: int
     nnodes: int
     rendezvous: str
+    log_offset: int = 0  # where this attempt's output starts in the log
 
 
 def join_run(
@@ -144,9 +156,12 @@ def join_run(
         nodes_dir = Path(runs_dir).resolve() / ".nodes"
         nodes_dir.mkdir(parents=True, exist_ok=True)
         log = nodes_dir / f"node{placement.node_rank}-{t.master_addr}-{t.master_port}.log"
-    command = supervisor_command(recipe, placement.node_rank, None, recipe_hash)
+    command = supervisor_command(
+        recipe, placement.node_rank, None, recipe_hash, log.with_name(f"{log.name}.run")
+    )
+    offset = log.stat().st_size if log.exists() else 0
     proc = _popen_detached(command, log, log.parent)
-    return JoinedNode(proc, log, placement.node_rank, t.nnodes, f"{t.master_addr}:{t.master_port}")
+    return JoinedNode(proc, log, placement.node_rank, t.nnodes, f"{t.master_addr}:{t.master_port}", offset)
 
 
 def _check_same_size(recipe: Recipe, placement: Placement, run: RunDir) -> None:
@@ -224,7 +239,7 @@ def _wait_for_exit(state: dict, run: RunDir, timeout_s: float = 30.0) -> None:
     import time
 
     deadline = time.monotonic() + timeout_s
-    while worker_alive(state):
+    while worker_alive(state) or ranks_alive(state):
         if time.monotonic() > deadline:
             raise TunerError(
                 f"The previous worker of {run.root} (pid {state.get('pid')}) is still shutting down "
@@ -254,6 +269,8 @@ def resume_run(run_dir: Path, placement: Placement = LOCAL) -> RunDir:
         Placement(None, 0, placement.master_addr, placement.master_port).apply(recipe)
         placement.check(recipe)
         save_recipe(recipe, run.recipe, document)
+    for request in control.REQUESTS:  # asked of the last attempt, not of this one
+        control.consume(run.control, request)
     write_state(run.state, phase="queued", resumes=int(state.get("resumes", 0)) + 1)
     with EventWriter(run.events) as events:
         events.emit("status", phase="queued", resume=True)

@@ -11,11 +11,13 @@ after this step) are made on rank 0, or reduced over all ranks, and never read s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,16 +28,17 @@ from tuner_tui.runs.state import atomic_write_json
 # A rank that failed only because another rank went away exits with this code, so the supervisor
 # looks elsewhere for the cause.
 EXIT_PEER_LOST = 75
+# What a collective raises when a peer is gone (gloo's TCP pair errors, store and NCCL timeouts).
 _PEER_LOST_WORDS = (
     "connection reset by peer",
     "connection closed by peer",
+    "connection refused",
     "broken pipe",
-    "gloo",
-    "nccl",
-    "socket timeout",
-    "processgroup",
     "timed out",
+    "timeout",
 )
+# Where this rank's collectives run: set by init_process_group.
+_collective_device = "cpu"
 
 
 @dataclass(frozen=True)
@@ -95,20 +98,44 @@ def rank_error_file(run_root: Path, rank: int) -> Path:
     return Path(run_root) / f"worker.rank{rank}.error.json"
 
 
-def init_process_group() -> None:
-    """Join the ranks' process group: NCCL for CUDA tensors (with gloo for CPU ones), else gloo.
+def init_process_group(device: str) -> None:
+    """Join the ranks' process group: NCCL (with gloo for CPU tensors) when training on CUDA,
+    gloo when training on CPU (also on a machine that has GPUs).
 
     Initialised here rather than by the Trainer so ranks can agree on the run directory and the
-    checkpoint to resume before any training object exists; accelerate reuses the group."""
+    checkpoint to resume before any training object exists; accelerate reuses the group.
+
+    Args:
+        device: The recipe's [training] device ('auto', 'cpu', 'cuda', ...), passed on by the
+            supervisor in TUNER_DEVICE.
+    """
     import torch
     import torch.distributed as dist
 
-    if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        backend = "cuda:nccl,cpu:gloo"
+    global _collective_device
+    if device in ("auto", "cuda") and torch.cuda.is_available():
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        if local_rank >= torch.cuda.device_count():
+            raise TunerError(
+                f"Local rank {local_rank} has no GPU: this node has {torch.cuda.device_count()} CUDA "
+                "GPU(s). Set [training] num_processes to at most that (one process per GPU)."
+            )
+        torch.cuda.set_device(local_rank)
+        _collective_device = f"cuda:{local_rank}"
+        dist.init_process_group(backend="cuda:nccl,cpu:gloo")
     else:
-        backend = "gloo"
-    dist.init_process_group(backend=backend)
+        _collective_device = "cpu"
+        dist.init_process_group(backend="gloo")
+
+
+def leave_process_group(rank: Rank) -> None:
+    """All ranks meet once more and close the group (rank 0 then evaluates alone, with no
+    collective left that a finished peer could leave hanging)."""
+    import torch.distributed as dist
+
+    if rank.distributed and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def destroy_process_group() -> None:
@@ -116,6 +143,16 @@ def destroy_process_group() -> None:
 
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def local_main_first(rank: Rank) -> Iterator[None]:
+    """Local rank 0 runs the block first (filling caches), the node's other ranks after it."""
+    if rank.distributed and rank.local_rank != 0:
+        barrier(rank)
+    yield
+    if rank.distributed and rank.local_rank == 0:
+        barrier(rank)
 
 
 def broadcast(value: Any, rank: Rank) -> Any:
@@ -147,8 +184,7 @@ def any_rank(flags: list[bool], rank: Rank) -> list[bool]:
     import torch
     import torch.distributed as dist
 
-    device = f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
-    tensor = torch.tensor([1 if f else 0 for f in flags], dtype=torch.int32, device=device)
+    tensor = torch.tensor([1 if f else 0 for f in flags], dtype=torch.int32, device=_collective_device)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return [bool(v) for v in tensor.tolist()]
 
@@ -179,26 +215,30 @@ def die_with_parent() -> None:
         return
     import ctypes
 
-    parent = os.getppid()
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except OSError:
         return
-    if os.getppid() != parent:  # the parent died before the request took effect
+    supervisor = os.environ.get("TUNER_SUPERVISOR_PID")
+    if supervisor and os.getppid() != int(supervisor):  # it died before the request took effect
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def is_peer_lost(exc: BaseException) -> bool:
-    """True for the errors a rank sees when another rank died: communication failures."""
+def is_peer_lost(exc: BaseException, kind: str) -> bool:
+    """True for the errors a rank sees when another rank died: lost connections and timeouts of
+    collectives. An error of its own (out of memory, divergence, bad input) never is, even when
+    it surfaced inside a collective."""
+    if kind in ("oom", "diverged", "invalid", "evaluation"):
+        return False
     try:
         import torch.distributed as dist
 
-        if isinstance(exc, dist.DistError):
+        if isinstance(exc, (dist.DistNetworkError, dist.DistStoreError)):
             return True
-    except ImportError:
+    except (ImportError, AttributeError):
         pass
-    text = f"{type(exc).__name__}: {exc}".lower()
+    text = str(exc).lower()
     return isinstance(exc, RuntimeError) and any(word in text for word in _PEER_LOST_WORDS)
 
 
@@ -220,16 +260,36 @@ def write_rank_error(run_root: Path, rank: Rank, kind: str, message: str, hint: 
     )
 
 
-def read_rank_errors(run_root: Path) -> list[dict[str, Any]]:
+def read_rank_errors(run_root: Path, world_size: int) -> list[dict[str, Any]]:
+    """The error files of ranks 0..world_size-1, each opened by name (a network filesystem may
+    cache a directory listing that does not show another node's new file yet)."""
     found = []
-    for path in sorted(Path(run_root).glob("worker.rank*.error.json")):
+    for rank in range(world_size):
         try:
-            found.append(json.loads(path.read_text(encoding="utf-8")))
+            found.append(json.loads(rank_error_file(run_root, rank).read_text(encoding="utf-8")))
         except (OSError, ValueError):
             continue
     return found
 
 
+def node_failures_file(run_root: Path, node_rank: int) -> Path:
+    return Path(run_root) / f"worker.node{node_rank}.failures.json"
+
+
+def read_node_failures(run_root: Path, nnodes: int) -> dict[int, dict[str, Any]]:
+    """Failed ranks that the supervisors of nodes 1..nnodes-1 recorded, by global rank."""
+    found: dict[int, dict[str, Any]] = {}
+    for node in range(1, nnodes):
+        try:
+            data = json.loads(node_failures_file(run_root, node).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        found.update({int(rank): info for rank, info in data.items()})
+    return found
+
+
 def clear_rank_errors(run_root: Path) -> None:
-    for path in Path(run_root).glob("worker.rank*.error.json"):
-        path.unlink(missing_ok=True)
+    """Forget the failures of an earlier attempt (node 0's supervisor, before it starts ranks)."""
+    for pattern in ("worker.rank*.error.json", "worker.node*.failures.json"):
+        for path in Path(run_root).glob(pattern):
+            path.unlink(missing_ok=True)

@@ -56,11 +56,16 @@ def read_raw_state(path: Path) -> dict[str, Any]:
         return {}
 
 
-def worker_alive(state: dict[str, Any]) -> bool:
-    """True when the pid in `state` is running and is the same process (not a reused pid)."""
+def _this_host() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
+def _process_alive(pid: Any, recorded_start: Any) -> bool:
+    """`pid` runs, is not a zombie, and started when recorded (not a reused pid)."""
     import psutil
 
-    pid = state.get("pid")
     if not isinstance(pid, int):
         return False
     started = process_start_time(pid)
@@ -71,14 +76,35 @@ def worker_alive(state: dict[str, Any]) -> bool:
             return False
     except psutil.NoSuchProcess:
         return False
-    recorded = state.get("pid_started")
-    return recorded is None or abs(started - float(recorded)) < 1.0
+    return recorded_start is None or abs(started - float(recorded_start)) < 1.0
+
+
+def worker_alive(state: dict[str, Any]) -> bool:
+    """True when the worker (or supervisor) pid in `state` is running and is the same process.
+
+    A worker on another machine (a run in a shared directory, seen from a login node) cannot be
+    checked from here: it counts as alive, and the recorded phase stands."""
+    host = state.get("host")
+    if host and host != _this_host():
+        return True
+    return _process_alive(state.get("pid"), state.get("pid_started"))
+
+
+def ranks_alive(state: dict[str, Any]) -> bool:
+    """True while any of the run's rank processes on this machine still runs (ranks outlive a
+    killed supervisor for the moments it takes them to stop and save)."""
+    here = _this_host()
+    return any(
+        _process_alive(entry.get("pid"), entry.get("started"))
+        for entry in state.get("rank_pids") or []
+        if isinstance(entry, dict) and entry.get("host") == here
+    )
 
 
 def read_state(path: Path) -> dict[str, Any]:
     """state.json as a viewer should see it: an active phase with a dead worker is `crashed`."""
     state = read_raw_state(path)
-    if state.get("phase") in ACTIVE_PHASES and not worker_alive(state):
+    if state.get("phase") in ACTIVE_PHASES and not (worker_alive(state) or ranks_alive(state)):
         state["recorded_phase"] = state["phase"]
         state["phase"] = CRASHED
     return state

@@ -127,12 +127,14 @@ def _finish(run: RunDir, state: dict[str, Any], progress: Progress, task: Any) -
     return EXIT_RUN_FAILED
 
 
-def follow_node(proc: Any, log: Any, console: Console | None = None, poll_s: float = 0.5) -> int:
-    """Echo a joined node's supervisor log until its ranks end; its exit code (0: they finished).
+def follow_node(
+    proc: Any, log: Any, console: Console | None = None, poll_s: float = 0.5, offset: int = 0
+) -> int:
+    """Echo a joined node's supervisor log from `offset` until its ranks end; returns 0 when they
+    finished, 1 when they failed.
 
     Ctrl-C detaches: the node's ranks go on (node 0's viewer shows the run)."""
     console = console or Console()
-    offset = 0
 
     def echo() -> None:
         nonlocal offset

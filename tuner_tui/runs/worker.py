@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 import threading
 import traceback
@@ -155,6 +156,7 @@ def _prepare_and_train(owner: Owner, stop: threading.Event) -> int:
     outcome = train(
         recipe, run, events, stop, resume_from=resume_from, on_data=record_or_check_data, rank=rank
     )
+    ranks.leave_process_group(rank)
     if outcome.stopped:
         owner.phase("stopped", step=outcome.global_step, last_checkpoint=last_good_checkpoint(run))
         return EXIT_OK
@@ -215,7 +217,7 @@ def _fail(owner: Owner, exc: BaseException) -> int:
     if rank.distributed:
         # The supervisor reports it: it alone sees which rank failed first and which only lost
         # their peers.
-        peer_lost = ranks.is_peer_lost(exc)
+        peer_lost = ranks.is_peer_lost(exc, kind)
         ranks.write_rank_error(run.root, rank, kind, message, hint, peer_lost)
         return ranks.EXIT_PEER_LOST if peer_lost else EXIT_RUN_FAILED
     last_good = last_good_checkpoint(run)
@@ -257,17 +259,38 @@ def _run_rank(run_dir: Path | None, stop: threading.Event) -> int:
     """One of several ranks under torchrun: join the group and the run, then work as `rank`."""
     rank = Rank.from_env()
     ranks.die_with_parent()
-    ranks.init_process_group()
+    if run_dir is not None and not rank.primary:
+        log = ranks.rank_log(run_dir, rank.rank)
+        print(f"rank {rank.rank} (node {rank.node_rank}): its log is {log}", flush=True)
+        ranks.redirect_output(log)
+    try:
+        ranks.init_process_group(os.environ.get("TUNER_DEVICE", "auto"))
+    except TunerError as exc:
+        print(f"rank {rank.rank}: {exc}", file=sys.stderr, flush=True)
+        if run_dir is not None:
+            hint = "Fix [training] in the recipe and run again."
+            ranks.write_rank_error(run_dir, rank, "invalid", str(exc), hint, peer_lost=False)
+        return EXIT_RUN_FAILED
     try:
         try:
             path = _join_run(rank, run_dir)
         except TunerError as exc:  # nowhere to write but this node's supervisor log
             print(f"rank {rank.rank}: {exc}", file=sys.stderr, flush=True)
             return EXIT_RUN_FAILED
-        if not rank.primary:
-            log = ranks.rank_log(path, rank.rank)
-            print(f"rank {rank.rank} (node {rank.node_rank}) joined {path}; its log: {log}", flush=True)
-            ranks.redirect_output(log)
+        if run_dir is None:
+            join_file = os.environ.get("TUNER_JOIN_FILE")
+            if join_file and rank.local_rank == 0:  # tells this node's supervisor where to report
+                Path(join_file).write_text(str(path), encoding="utf-8")
+            if not rank.primary:
+                log = ranks.rank_log(path, rank.rank)
+                print(f"rank {rank.rank} (node {rank.node_rank}) joined {path}; its log: {log}", flush=True)
+                ranks.redirect_output(log)
+        processes = ranks.gather(
+            {"host": socket.gethostname(), "pid": os.getpid(), "started": process_start_time(os.getpid())},
+            rank,
+        )
+        if rank.primary:  # so a resume waits for ranks that outlive a killed supervisor
+            write_state(path / "state.json", rank_pids=processes)
         try:
             _check_same_recipe(rank, path)
         except TunerError as exc:

@@ -21,7 +21,7 @@ from tuner_tui.modeling.methods import PROMPT_METHODS, build_method
 from tuner_tui.recipe import Recipe
 from tuner_tui.runs.events import EventWriter
 from tuner_tui.runs.layout import RunDir
-from tuner_tui.runs.ranks import SINGLE, Rank, check_strategy
+from tuner_tui.runs.ranks import SINGLE, Rank, check_strategy, local_main_first
 from tuner_tui.training.callback import EventCallback
 from tuner_tui.training.examples import (
     LENGTH_COLUMN,
@@ -199,8 +199,10 @@ def train(
     device = resolve_device(recipe.training.device)
     check_strategy_device(recipe, device)
     set_seed(recipe.project.seed, deterministic=device == "cpu")
-    tokenizer = load_tokenizer(recipe.model)
-    data = prepare_data(recipe, tokenizer)
+    # One rank per node fills the caches (datasets' Arrow files, transcoded copies) before the rest.
+    with local_main_first(rank):
+        tokenizer = load_tokenizer(recipe.model)
+        data = prepare_data(recipe, tokenizer)
     if data.source is not None:
         for step in data.source.cleaning:
             events.emit(
