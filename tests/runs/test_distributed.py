@@ -226,7 +226,9 @@ def test_ranks_whose_supervisor_is_killed_stop_together_and_a_resume_waits_for_t
     supervisor = read_raw_state(run.state)["pid"]
     ranks = psutil.Process(supervisor).children()
     assert sorted(p["pid"] for p in read_raw_state(run.state)["rank_pids"]) == sorted(p.pid for p in ranks)
+    supervisor_process = psutil.Process(supervisor)
     os.kill(supervisor, signal.SIGKILL)
+    wait_for(lambda: all_gone([supervisor_process]), timeout=10, what="the supervisor to die")
     slow_steps(None)
     resume_run(run.root)  # returns once the old ranks are gone and the new supervisor started
     assert all_gone(ranks)
