@@ -83,6 +83,7 @@ class RunStarted(Message):
     """A run directory was created from the draft and its worker spawned."""
 
     run: Path
+    other_nodes: str = ""  # for nnodes > 1: the command each other node must run
 
 
 @dataclass
@@ -401,7 +402,14 @@ class TunerApp(App[None]):
         except (TunerError, OSError) as error:
             self.post_message(RunNotStarted(str(error)))
             return
-        self.post_message(RunStarted(run.root))
+        t = draft.recipe.training
+        other_nodes = (
+            f"tuner run {recipe_path} --runs-dir {self.runs_dir} --nnodes {t.nnodes} --node-rank K "
+            f"--master-addr {t.master_addr} --master-port {t.master_port}"
+            if t.nnodes > 1
+            else ""
+        )
+        self.post_message(RunStarted(run.root, other_nodes))
 
     def _recipe_file(self, draft: Draft) -> Path:
         """The draft as a file start_run can read: its own file, saved if the draft differs from
@@ -432,6 +440,13 @@ class TunerApp(App[None]):
         self.run_dir = event.run
         self.run_phase = "queued"
         self.notify(f"Started {event.run.name}; quitting tuner leaves it running.", markup=False)
+        if event.other_nodes:
+            self.notify(
+                f"This machine is node 0; training begins when every other node K runs: {event.other_nodes}",
+                title="Waiting for the other nodes",
+                timeout=30,
+                markup=False,
+            )
         self.switch_mode("training")
 
     @on(RunNotStarted)

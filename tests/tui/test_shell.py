@@ -355,3 +355,30 @@ async def test_the_palette_offers_the_product_actions() -> None:
     async with app.run_test(size=SIZE):
         titles = {command.title for command in app.get_system_commands(app.screen)}
     assert {"Open recipe", "Save recipe", "Start run", "Attach to run", "Open report"} <= titles
+
+
+async def test_starting_a_multi_node_recipe_says_what_the_other_nodes_run(
+    recipe_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tuner_tui.runs.launcher import create_run
+
+    text = recipe_file.read_text(encoding="utf-8").replace('metric = "accuracy"', 'metric = "loss"')
+    recipe_file.write_text(
+        text + '\n[training]\nnum_processes = 2\nnnodes = 2\nmaster_addr = "head"\n', encoding="utf-8"
+    )
+    monkeypatch.setattr("tuner_tui.app.start_run", create_run)  # the run directory, no processes
+    app = TunerApp(recipe_file, runs_dir=tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.draft is not None and not app.draft.problems, app.draft.problems
+        app.action_start_run()
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if app.run_dir is not None and step_of(app) == "training":
+                break
+        await pilot.pause(0.2)  # let the Training step finish mounting before the app closes
+        messages = [n.message for n in app._notifications]
+    waiting = [m for m in messages if "This machine is node 0" in m]
+    assert waiting, messages
+    assert f"tuner run {recipe_file} --runs-dir {tmp_path / 'runs'} --nnodes 2 --node-rank K" in waiting[0]
+    assert "--master-addr head --master-port 29500" in waiting[0]
