@@ -153,6 +153,17 @@ def test_a_corrupted_checkpoint_fails_verification(tmp_path: Path) -> None:
     assert checkpoints.latest_complete(tmp_path) == good
 
 
+def test_a_checkpoint_missing_a_ranks_part_is_not_committed(tmp_path: Path) -> None:
+    path = _fake_checkpoint(tmp_path, 2, complete=False)
+    (path / "rng_state_0.pth").write_bytes(b"rank 0")
+    with pytest.raises(TunerError, match="lacks rng_state_1.pth"):
+        checkpoints.commit(path, 2, required=["rng_state_0.pth", "rng_state_1.pth"])
+    assert not checkpoints.is_complete(path)
+    (path / "rng_state_1.pth").write_bytes(b"rank 1")
+    marker = checkpoints.commit(path, 2, required=["rng_state_0.pth", "rng_state_1.pth"])
+    assert {"rng_state_0.pth", "rng_state_1.pth"} <= set(marker["files"])
+
+
 def test_run_dir_layout_and_listing(tmp_path: Path) -> None:
     run = RunDir(tmp_path / "runs" / new_run_id("My Project!", "abcdef123456"))
     run.create()

@@ -12,9 +12,11 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from tuner_tui.errors import TunerError
 from tuner_tui.runs.state import atomic_write_json
 
 MARKER = "COMPLETE.json"
@@ -34,10 +36,26 @@ def checkpoint_step(path: Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def commit(checkpoint: Path, step: int) -> dict[str, Any]:
-    """Fsync every file of a written checkpoint, then write its COMPLETE.json."""
+def commit(checkpoint: Path, step: int, required: Iterable[str] = ()) -> dict[str, Any]:
+    """Fsync every file of a written checkpoint, then write its COMPLETE.json.
+
+    `required` names files other processes wrote (each rank's RNG state): they are looked up by
+    name, since a network filesystem may serve a directory listing that does not show them yet.
+
+    Raises:
+        TunerError: a required file is missing (a rank did not write its part).
+    """
+    found = {p for p in Path(checkpoint).rglob("*") if p.is_file()}
+    for name in required:
+        path = Path(checkpoint) / name
+        if not path.is_file():
+            raise TunerError(
+                f"Checkpoint {checkpoint} lacks {name}: a rank did not write its part, so it is not "
+                "committed. The previous complete checkpoint stays the one to resume from."
+            )
+        found.add(path)
     files = {}
-    for path in sorted(p for p in Path(checkpoint).rglob("*") if p.is_file()):
+    for path in sorted(found):
         if path.name == MARKER:
             continue
         with open(path, "rb") as f:

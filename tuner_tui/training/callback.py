@@ -143,7 +143,10 @@ class EventCallback(TrainerCallback):
         if not self.rank.primary:
             return
         path = self.run.checkpoints / f"checkpoint-{state.global_step}"
-        marker = checkpoints.commit(path, state.global_step)
+        rng_states = (
+            [f"rng_state_{r}.pth" for r in range(self.rank.world_size)] if self.rank.distributed else []
+        )
+        marker = checkpoints.commit(path, state.global_step, required=rng_states)
         removed = checkpoints.prune(self.run.checkpoints, self.keep)
         self.events.emit(
             "checkpoint",
