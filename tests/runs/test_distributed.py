@@ -332,3 +332,31 @@ def test_bad_multi_process_settings_fail_before_anything_starts(tiny_assets, tmp
         assert result.returncode == 2
         assert "needs the deepspeed package" in result.stderr and "Traceback" not in result.stderr
     assert not runs_dir.exists() or not [p for p in runs_dir.iterdir() if not p.name.startswith(".")]
+
+
+def test_two_processes_train_a_minilm_classifier_like_one(tmp_path: Path) -> None:
+    """Sequence classification too: BERT's batch-mean loss must not be scaled by the process count
+    (the Trainer does that for models that take loss kwargs; BERT takes them and ignores them)."""
+    import json
+
+    import torch
+
+    from tests.modeling.helpers import train_in_process
+    from tests.modeling.test_minilm_classification import minilm_recipe, minilm_without_dropout, tickets
+
+    data = tmp_path / "tickets.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in tickets(80, seed=1)), encoding="utf-8")
+    model = str(minilm_without_dropout(tmp_path / "minilm"))
+    one = minilm_recipe(tmp_path / "one.toml", data, model, max_steps=4, batch_size=8, max_grad_norm=0.0)
+    two = minilm_recipe(
+        tmp_path / "two.toml", data, model, max_steps=4, batch_size=4, num_processes=2, max_grad_norm=0.0
+    )
+    run = start_run(two, tmp_path / "runs-two")
+    _, single, single_events = train_in_process(one, tmp_path / "runs-one")
+    assert wait_until_done(run)["phase"] == "completed", run.log.read_text()[-3000:]
+    losses = [m["loss"] for m in events_of(run, "metric")]
+    assert losses == pytest.approx([e["loss"] for e in single_events if e["type"] == "metric"], rel=1e-4)
+    a, b = adapter_tensors(run.adapter), adapter_tensors(single.adapter)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key], b[key], rtol=1e-4, atol=1e-5), key

@@ -248,6 +248,12 @@ def train(
         id2label=data.id2label,
         quantize_4bit=recipe.method.type == "qlora",
     )
+    if recipe.model.task == "sequence_classification":
+        # Classification heads average their loss over the batch, and several (BERT's among them)
+        # ignore `num_items_in_batch`. A model that "accepts loss kwargs" would have the Trainer
+        # skip dividing by gradient_accumulation and multiply by the process count, assuming the
+        # model did both: BERT gradients came out 2x with 2 processes. Said plainly, it does not.
+        base.accepts_loss_kwargs = False
     if recipe.training.gradient_checkpointing:
         base.enable_input_require_grads()
     args = training_arguments(
