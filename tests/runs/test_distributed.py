@@ -357,3 +357,25 @@ def test_two_processes_train_a_minilm_classifier_like_one(tmp_path: Path) -> Non
     assert a.keys() == b.keys()
     for key in a:
         assert torch.allclose(a[key], b[key], rtol=1e-4, atol=1e-5), key
+
+
+def test_a_node_started_with_another_recipe_fails_the_run_naming_it(tiny_assets, tmp_path: Path) -> None:
+    ours = recipe_for(tmp_path, tiny_assets, "ours", batch_size=2)
+    theirs = recipe_for(tmp_path, tiny_assets, "theirs", batch_size=2, learning_rate=0.02)
+    runs_dir = tmp_path / "runs"
+    meet = ["--runs-dir", str(runs_dir), "--nnodes", "2", "--master-addr", "127.0.0.1"]
+    meet += ["--master-port", str(free_port())]
+    second = subprocess.Popen(
+        [*TUNER, "run", str(theirs), *meet, "--node-rank", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    first = subprocess.run([*TUNER, "run", str(ours), *meet, "--node-rank", "0"], **CAPTURE, timeout=120)
+    second.communicate(timeout=60)
+    assert first.returncode == 1 and second.returncode == 1
+    assert "Rank 1: Node 1 was started with a different recipe" in first.stdout
+    assert "Traceback" not in first.stdout
+    (root,) = [p for p in runs_dir.iterdir() if not p.name.startswith(".")]
+    (error,) = events_of(RunDir.open(root), "error")
+    assert error["kind"] == "invalid" and error["rank"] == 1
