@@ -96,3 +96,26 @@ def test_sampler_on_cpu_logs_why_gpus_are_missing(tmp_path: Path, monkeypatch) -
     read, _ = read_events(tmp_path / "events.jsonl")
     assert read[0]["type"] == "log" and "GPU telemetry off" in read[0]["message"]
     assert read[1]["type"] == "telemetry" and read[1]["gpus"] == []
+
+
+def test_rank_0_lists_the_other_nodes_gpus_from_their_files(tmp_path: Path, monkeypatch) -> None:
+    from tuner_tui.training.telemetry import NodeTelemetryFile, node_telemetry_file
+    from tuner_tui.widgets.gauges import telemetry_gauges
+
+    monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(count=2))
+    other = TelemetrySampler(NodeTelemetryFile(tmp_path, 1), interval_s=10)
+    other.start()  # its first sample goes to telemetry.node1.json, its log line nowhere
+    other.stop()
+    assert node_telemetry_file(tmp_path, 1).is_file()
+    with EventWriter(tmp_path / "events.jsonl") as events:
+        sampler = TelemetrySampler(events, interval_s=10, other_nodes=tmp_path)
+        event = sampler.sample()
+        sampler.stop()
+    assert [(g.get("node"), g["index"]) for g in event["gpus"]] == [(None, 0), (None, 1), (1, 0), (1, 1)]
+    assert event["nodes"][0]["node"] == 1 and "gpus" not in event["nodes"][0]
+    labels = [g.label for g in telemetry_gauges(event)]
+    assert "GPU 1 util" in labels and "node 1 GPU 1 util" in labels
+    stale = TelemetrySampler(EventWriter(tmp_path / "e2.jsonl"), interval_s=0.0, other_nodes=tmp_path)
+    time.sleep(0.05)
+    assert [g.get("node") for g in stale.sample()["gpus"]] == [None, None]  # a node gone is not shown
+    stale.stop()

@@ -17,6 +17,7 @@ import sys
 import threading
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tuner_tui.errors import EXIT_OK, EXIT_RUN_FAILED, TunerError
 from tuner_tui.recipe import read_recipe, save_recipe
@@ -25,6 +26,9 @@ from tuner_tui.runs.events import DiscardedEvents, EventWriter
 from tuner_tui.runs.layout import RunDir
 from tuner_tui.runs.ranks import SINGLE, Rank
 from tuner_tui.runs.state import process_start_time, read_raw_state, write_state
+
+if TYPE_CHECKING:
+    from tuner_tui.training.telemetry import TelemetrySampler
 
 HINTS = {
     "diverged": (
@@ -71,17 +75,30 @@ def last_good_checkpoint(run: RunDir) -> str | None:
     return str(path) if path else None
 
 
+def _telemetry_sampler(run: RunDir, events: EventWriter, rank: Rank) -> TelemetrySampler | None:
+    """Rank 0 samples its node into events (with the other nodes' latest samples); the first rank
+    of every other node samples its node into telemetry.node<K>.json; the rest sample nothing."""
+    from tuner_tui.training.telemetry import NodeTelemetryFile, TelemetrySampler
+
+    several_nodes = rank.world_size > rank.local_world_size
+    if rank.primary:
+        return TelemetrySampler(
+            events, local_ranks=rank.distributed, other_nodes=run.root if several_nodes else None
+        )
+    if rank.local_rank == 0:
+        return TelemetrySampler(NodeTelemetryFile(run.root, rank.node_rank), local_ranks=True)
+    return None
+
+
 def run_worker(run_dir: Path, stop: threading.Event, rank: Rank = SINGLE) -> int:
     """Run (or resume) the run in `run_dir` as `rank`; returns the process exit code."""
-    from tuner_tui.training.telemetry import TelemetrySampler
-
     run = RunDir.open(run_dir)
     events: EventWriter = EventWriter(run.events) if rank.primary else DiscardedEvents()
     owner = Owner(run, events, rank)
     if not rank.distributed:  # with several ranks, state.json keeps the supervisor's pid
         pid = os.getpid()
         owner.state(pid=pid, pid_started=process_start_time(pid))
-    sampler = TelemetrySampler(events, local_ranks=rank.distributed) if rank.primary else None
+    sampler = _telemetry_sampler(run, events, rank)
     try:
         owner.phase("preparing")
         if sampler:

@@ -6,12 +6,15 @@ the sampler then reports CPU and memory only and says once, in a `log` event, wh
 
 from __future__ import annotations
 
+import json
 import threading
-from typing import Any
+import time
+from pathlib import Path
+from typing import Any, Protocol
 
 import psutil
 
-from tuner_tui.runs.events import EventWriter
+from tuner_tui.runs.state import atomic_write_json
 
 
 class GpuProbe:
@@ -71,22 +74,30 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+class EventSink(Protocol):
+    def emit(self, type: str, **fields: Any) -> dict[str, Any]: ...  # noqa: A002
+
+
 class TelemetrySampler:
     """Emits a `telemetry` event now and then every `interval_s` seconds until stopped."""
 
     def __init__(
         self,
-        events: EventWriter,
+        events: EventSink,
         interval_s: float = 5.0,
         gpu: GpuProbe | None = None,
         local_ranks: bool = False,
+        other_nodes: Path | None = None,
     ):
-        """`local_ranks`: this is rank 0 of several; CPU and RSS then sum over every rank on this
-        node (the supervisor's child processes), and GPUs are every GPU NVML sees here."""
+        """`local_ranks`: this is the first rank of several on its node; CPU and RSS then sum over
+        every rank on the node (the supervisor's child processes), and GPUs are every GPU NVML
+        sees here. `other_nodes`: the run directory, where the other nodes' samplers leave their
+        latest sample (NodeTelemetryFile); each event then lists their GPUs too, tagged `node`."""
         self.events = events
         self.interval_s = interval_s
         self.gpu = gpu if gpu is not None else GpuProbe()
         self.local_ranks = local_ranks
+        self.other_nodes = other_nodes
         self._processes: dict[int, psutil.Process] = {}
         self._watched()  # the first reading primes the CPU counters
         psutil.cpu_percent(None)
@@ -119,7 +130,7 @@ class TelemetrySampler:
                 counted += 1
             except psutil.Error:  # a rank that just ended
                 continue
-        return {
+        sample = {
             "cpu_percent": psutil.cpu_percent(None),
             "process_cpu_percent": cpu,
             "rss_bytes": rss,
@@ -128,6 +139,15 @@ class TelemetrySampler:
             "ram_total_bytes": memory.total,
             "gpus": self.gpu.sample(),
         }
+        if self.other_nodes is not None:
+            nodes = read_node_telemetry(self.other_nodes, max_age_s=3 * self.interval_s)
+            sample["nodes"] = [
+                {k: v for k, v in node.items() if k != "gpus"} for node in nodes
+            ]  # their CPU, RAM and ranks' RSS
+            sample["gpus"] += [
+                {**gpu, "node": node["node"]} for node in nodes for gpu in node.get("gpus", [])
+            ]
+        return sample
 
     def start(self) -> None:
         if not self.gpu.available:
@@ -144,3 +164,35 @@ class TelemetrySampler:
         if self._thread.is_alive():
             self._thread.join(timeout=self.interval_s + 1)
         self.gpu.close()
+
+
+def node_telemetry_file(run_root: Path, node_rank: int) -> Path:
+    return Path(run_root) / f"telemetry.node{node_rank}.json"
+
+
+class NodeTelemetryFile:
+    """Where a node other than 0 puts its samples: one file it replaces, which rank 0's sampler
+    reads (events.jsonl has one writer). Quacks like the EventWriter the sampler writes to."""
+
+    def __init__(self, run_root: Path, node_rank: int):
+        self.path = node_telemetry_file(run_root, node_rank)
+        self.node_rank = node_rank
+
+    def emit(self, type: str, **fields: Any) -> dict[str, Any]:  # noqa: A002
+        if type == "telemetry":
+            atomic_write_json(self.path, {"node": self.node_rank, "time": time.time(), **fields})
+        return fields
+
+
+def read_node_telemetry(run_root: Path, max_age_s: float) -> list[dict[str, Any]]:
+    """The other nodes' latest samples, newest first per node; stale ones (a node gone) are left out."""
+    found = []
+    now = time.time()
+    for path in sorted(Path(run_root).glob("telemetry.node*.json")):
+        try:
+            sample = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if now - float(sample.get("time", 0)) <= max_age_s:
+            found.append(sample)
+    return found

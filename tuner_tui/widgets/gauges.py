@@ -57,7 +57,8 @@ def telemetry_gauges(event: Mapping[str, Any]) -> list[Gauge]:
     gauges: list[Gauge] = []
     gpus = event.get("gpus") or []
     for gpu in gpus:
-        name = f"GPU {gpu.get('index', '?')}"
+        node = f"node {gpu['node']} " if "node" in gpu else ""  # another node's GPU
+        name = f"{node}GPU {gpu.get('index', '?')}"
         util = _number(gpu.get("util"))
         used, total = _number(gpu.get("memory_used")), _number(gpu.get("memory_total"))
         temperature, power = _number(gpu.get("temperature")), _number(gpu.get("power_w"))
