@@ -66,7 +66,9 @@ NUMBER_FIELDS: dict[str, tuple[str, type]] = {
     "training.max_length": ("integer", int),
     "training.num_processes": ("integer", int),
     "training.nnodes": ("integer", int),
+    "training.master_port": ("integer", int),
 }
+TEXT_FIELDS = {"training.master_addr": "node 0's host name or IP, as the other nodes reach it"}
 SWITCH_FIELDS = ("method.rslora", "training.gradient_checkpointing")
 SELECT_FIELDS: dict[str, tuple[str, ...]] = {
     "method.type": METHODS,
@@ -84,7 +86,10 @@ TRAINING_FIELDS = (
     "training.num_processes",
     "training.nnodes",
     "training.strategy",
+    "training.master_addr",
+    "training.master_port",
 )
+RENDEZVOUS_FIELDS = ("training.master_addr", "training.master_port")  # shown with several nodes
 # Estimate fields shown in their own lines; any other scalar (e.g. a time estimate added later)
 # is listed generically, so new engine fields show up without a TUI change.
 _ESTIMATE_KNOWN = {
@@ -165,6 +170,7 @@ class ModelScreen(StepScreen):
     STEP_TITLE = "Model & method"
     JUMP_KEY = "3"
     SECTIONS = ("model", "method")
+    ALSO_EDITS = TRAINING_FIELDS
     INTRO = (
         "Choose a base model (a local folder or a hub id pinned to a revision) and a tuning "
         "method, with an estimate of the memory it needs before anything is loaded."
@@ -230,6 +236,8 @@ class ModelScreen(StepScreen):
                 yield Switch(id=ident, tooltip=help_text)
             elif key_path in NUMBER_FIELDS:
                 yield Input(id=ident, type=NUMBER_FIELDS[key_path][0], tooltip=help_text, compact=True)
+            elif key_path in TEXT_FIELDS:
+                yield Input(id=ident, tooltip=help_text, placeholder=TEXT_FIELDS[key_path], compact=True)
             else:  # target_modules: 'all-linear' or a comma-separated list
                 yield Input(
                     id=ident, tooltip=help_text, placeholder="all-linear, or q_proj, v_proj", compact=True
@@ -265,6 +273,8 @@ class ModelScreen(StepScreen):
         used = METHOD_PARAMS.get(recipe.method.type, ())
         for key in ALL_METHOD_PARAMS:
             self.query_one(f"#row-{widget_id('method.' + key)}").display = key in used
+        for key_path in RENDEZVOUS_FIELDS:
+            self.query_one(f"#row-{widget_id(key_path)}").display = recipe.training.nnodes > 1
         self._highlight_catalog(recipe.model.name_or_path)
         self.query_one("#problems", Static).update(self._problems_text(draft.problems))
         self._describe_if_changed(draft)
@@ -332,10 +342,14 @@ class ModelScreen(StepScreen):
     @on(Input.Blurred)
     def _input_committed(self, event: Input.Submitted | Input.Blurred) -> None:
         ident = event.input.id or ""
-        key_path = next((k for k in (*NUMBER_FIELDS, "method.target_modules") if widget_id(k) == ident), None)
+        editable = (*NUMBER_FIELDS, *TEXT_FIELDS, "method.target_modules")
+        key_path = next((k for k in editable if widget_id(k) == ident), None)
         if key_path is None:
             return
         text = event.value.strip()
+        if key_path in TEXT_FIELDS:
+            self._edit({key_path: text})
+            return
         if key_path == "method.target_modules":
             names = [name.strip() for name in text.split(",") if name.strip()]
             value: Any = names[0] if len(names) == 1 and names[0] == "all-linear" else names

@@ -42,6 +42,8 @@ class StepScreen(Screen[None]):
     INTRO: ClassVar[str] = ""
     """What the step does, in a few plain sentences."""
     SECTIONS: ClassVar[tuple[str, ...]] = ()
+    # Keys of other sections that this step also edits: their problems show here too.
+    ALSO_EDITS: ClassVar[tuple[str, ...]] = ()
     """Top-level recipe keys this step covers; their problems are listed here."""
 
     @property
@@ -114,7 +116,7 @@ class StepScreen(Screen[None]):
         return []
 
     def _problems_text(self, problems: tuple[Problem, ...]) -> Content:
-        mine = [p for p in problems if problem_section(p.path) in self.SECTIONS]
+        mine = [p for p in problems if problem_section(p.path) in self.SECTIONS or p.path in self.ALSO_EDITS]
         if not mine:
             return Content("")
         lines = [Content.styled(f"Problems in this step ({len(mine)}):", "bold $text-warning")]

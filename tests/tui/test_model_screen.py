@@ -219,6 +219,7 @@ async def test_processes_and_strategy_edit_the_draft_and_the_estimate(
         await pilot.press("3")
         await settle(pilot)
         assert "per device · 1 process" in text_of(app, "#estimate")
+        assert not app.screen.query_one("#row-training-master-addr").display  # one node: no rendezvous
         before = len(fake_engine)
         await enter(pilot, "#training-num-processes", "2")
         await settle(pilot)
@@ -237,11 +238,22 @@ async def test_processes_and_strategy_edit_the_draft_and_the_estimate(
         assert training.strategy == "fsdp" and training.nnodes == 2 and app.unsaved
         assert fake_engine[-1].training.strategy == "fsdp" and fake_engine[-1].training.world_size == 4
         assert "per device · 2 processes × 2 nodes (fsdp)" in text_of(app, "#estimate")
-        # The fields are redrawn from the draft; a bad value is a draft problem, not a crash (listed
-        # on the Training step, which owns the [training] section).
+        # Several nodes need to know where to meet: those fields appear, and fill the draft.
+        assert app.screen.query_one("#row-training-master-addr").display
+        assert any(p.path == "training.master_addr" for p in app.draft.problems)
+        await enter(pilot, "#training-master-addr", "head-node")
+        await enter(pilot, "#training-master-port", "29400")
+        await settle(pilot)
+        training = app.draft.recipe.training
+        assert (training.master_addr, training.master_port) == ("head-node", 29400)
+        assert not app.draft.problems
+        # The fields are redrawn from the draft; a bad value is a draft problem, not a crash, and
+        # it is listed here, where it was typed, as well as on the Training step.
         assert app.screen.query_one("#training-nnodes", Input).value == "2"
         await enter(pilot, "#training-nnodes", "0")
+        await settle(pilot)
         assert any(p.path == "training.nnodes" for p in app.draft.problems) and app.is_running
+        assert "training.nnodes" in text_of(app, "#problems")
 
 
 async def wait_for_estimate(pilot: Pilot, **expected: Any) -> dict[str, Any]:
