@@ -9,6 +9,7 @@ the node's supervisor joins the run node 0 made (`join_run`).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import subprocess
@@ -51,6 +52,16 @@ class Placement:
             recipe.training.master_addr = self.master_addr
         if self.master_port is not None:
             recipe.training.master_port = self.master_port
+
+    def fit(self, recipe: Recipe, source: object) -> None:
+        """Apply the command line's node settings to `recipe` (read from `source`) and refuse
+        what cannot run: recipe problems, a node rank outside the nodes, a missing package."""
+        self.apply(recipe)
+        problems = recipe.problems()
+        if problems:
+            raise RecipeError(str(source), problems)
+        self.check(recipe)
+        check_strategy(recipe.training.strategy)
 
     def check(self, recipe: Recipe) -> None:
         if not 0 <= self.node_rank < recipe.training.nnodes:
@@ -139,17 +150,12 @@ def join_run(
         recipe_hash = read_raw_state(run.state).get("recipe_hash", "")
         log = run.root / f"worker.node{placement.node_rank}.log"
         _check_same_size(recipe, placement, run)
-        placement = Placement(None, placement.node_rank, placement.master_addr, placement.master_port)
+        placement = dataclasses.replace(placement, nnodes=None)  # the run's own count stands
     else:
         recipe, problems, _ = read_recipe(Path(recipe_path))  # type: ignore[arg-type]
     if problems:
         raise RecipeError(str(recipe_path or resume), problems)
-    placement.apply(recipe)
-    problems = recipe.problems()
-    if problems:
-        raise RecipeError(str(recipe_path or resume), problems)
-    placement.check(recipe)
-    check_strategy(recipe.training.strategy)
+    placement.fit(recipe, recipe_path or resume)
     t = recipe.training
     if resume is None:
         recipe_hash = recipe.hash()
@@ -186,12 +192,7 @@ def create_run(recipe_path: Path, runs_dir: Path, placement: Placement = LOCAL) 
     recipe, problems, document = read_recipe(recipe_path)
     if problems:
         raise RecipeError(str(recipe_path), problems)
-    placement.apply(recipe)
-    problems = recipe.problems()
-    if problems:
-        raise RecipeError(str(recipe_path), problems)
-    placement.check(recipe)
-    check_strategy(recipe.training.strategy)
+    placement.fit(recipe, recipe_path)
     recipe_hash = recipe.hash()  # of the recipe as written, before paths are made absolute
     base = recipe_path.resolve().parent
     # The frozen copy must run from any folder: local paths become absolute.
@@ -266,7 +267,7 @@ def resume_run(run_dir: Path, placement: Placement = LOCAL) -> RunDir:
         if problems:
             raise RecipeError(str(run.recipe), problems)
         _check_same_size(recipe, placement, run)
-        Placement(None, 0, placement.master_addr, placement.master_port).apply(recipe)
+        dataclasses.replace(placement, nnodes=None).apply(recipe)
         placement.check(recipe)
         save_recipe(recipe, run.recipe, document)
     for request in control.REQUESTS:  # asked of the last attempt, not of this one

@@ -283,17 +283,12 @@ def _run_rank(run_dir: Path | None, stop: threading.Event) -> int:
     try:
         ranks.init_process_group(os.environ.get("TUNER_DEVICE", "auto"))
     except TunerError as exc:
-        print(f"rank {rank.rank}: {exc}", file=sys.stderr, flush=True)
-        if run_dir is not None:
-            hint = "Fix [training] in the recipe and run again."
-            ranks.write_rank_error(run_dir, rank, "invalid", str(exc), hint, peer_lost=False)
-        return EXIT_RUN_FAILED
+        return _refuse(rank, run_dir, exc, "Fix [training] in the recipe and run again.")
     try:
         try:
             path = _join_run(rank, run_dir)
         except TunerError as exc:  # nowhere to write but this node's supervisor log
-            print(f"rank {rank.rank}: {exc}", file=sys.stderr, flush=True)
-            return EXIT_RUN_FAILED
+            return _refuse(rank, None, exc, "")
         if run_dir is None:
             join_file = os.environ.get("TUNER_JOIN_FILE")
             if join_file and rank.local_rank == 0:  # tells this node's supervisor where to report
@@ -307,17 +302,24 @@ def _run_rank(run_dir: Path | None, stop: threading.Event) -> int:
             rank,
         )
         if rank.primary:  # so a resume waits for ranks that outlive a killed supervisor
-            write_state(path / "state.json", rank_pids=processes)
+            write_state(RunDir(path).state, rank_pids=processes)
         try:
             _check_same_recipe(rank, path)
         except TunerError as exc:
             hint = "Start every node with the same recipe file and the same --nnodes."
-            ranks.write_rank_error(path, rank, "invalid", str(exc), hint, peer_lost=False)
-            print(f"rank {rank.rank}: {exc}", file=sys.stderr, flush=True)
-            return EXIT_RUN_FAILED
+            return _refuse(rank, path, exc, hint)
         return run_worker(path, stop, rank)
     finally:
         ranks.destroy_process_group()
+
+
+def _refuse(rank: Rank, run_root: Path | None, exc: TunerError, hint: str) -> int:
+    """A rank that cannot take part: say why in its log and, when the run is known, to the
+    supervisor (which reports it as this rank's `invalid` error)."""
+    print(f"rank {rank.rank}: {exc}", file=sys.stderr, flush=True)
+    if run_root is not None:
+        ranks.write_rank_error(run_root, rank, "invalid", str(exc), hint, peer_lost=False)
+    return EXIT_RUN_FAILED
 
 
 def main(argv: list[str] | None = None) -> int:
