@@ -4,11 +4,19 @@ Loading, inspecting and previewing the cleaning run in thread workers (group `da
 the data engine (datasets, pyarrow) only when they run, so the wizard starts without it. Workers
 report by posting past-tense messages tagged with a job number; Cancel bumps the number, so
 whatever a cancelled worker still posts is ignored, and the worker itself stops at its next stage.
+
+The report counts lengths as `tuner inspect --recipe` does: with the recipe model's tokenizer and
+chat template, and the share of rows over training.max_length. The worker loads the tokenizer
+(transformers is imported there, never at start-up) and hands it back, so a re-inspection with the
+same model reuses it; when it cannot load, lengths are whitespace words and one line says why.
+What is on screen always belongs to the path in the input: a new path clears the old report at
+once, and a new model or max_length inspects again (token counts depend on them).
 """
 
 from __future__ import annotations
 
-import importlib.resources
+import contextlib
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,13 +33,17 @@ from textual.worker import get_current_worker
 from tuner_tui.data.formats import DEFAULT_FIELDS  # stdlib only: safe at start-up
 from tuner_tui.errors import TunerError
 from tuner_tui.recipe import DATA_FORMATS, field_help
+from tuner_tui.screens.messages import DataInspected
 from tuner_tui.screens.step import StepScreen
 from tuner_tui.widgets.cleaning_list import CleaningList, CleaningStepsEdited
 from tuner_tui.widgets.histogram import Histogram, bar
 from tuner_tui.widgets.path_input import PathSuggester
+from tuner_tui.widgets.recipe_form import EchoGuard, RecipeForm
 
 if TYPE_CHECKING:
     from tuner_tui.app import Draft
+    from tuner_tui.data.report import DataReport
+    from tuner_tui.recipe import ModelConfig
 
 PREVIEW_ROWS = 50
 """Rows loaded into the preview table; the rest stay on disk (memory-mapped)."""
@@ -67,11 +79,23 @@ class DataLoaded(Message):
 
 
 @dataclass
-class DatasetProfiled(Message):
-    """The DataReport of the loaded data, as JSON."""
+class TokenizerLoaded(Message):
+    """The worker tried to load the recipe model's tokenizer, for the model `key` names."""
 
     job: int
-    report: dict[str, Any]
+    key: TokenizerKey
+    tokenizer: Any
+    """The tokenizer, or None: lengths are then whitespace words."""
+    note: str
+    """Why lengths are words (no model, the tokenizer did not load); empty with a tokenizer."""
+
+
+@dataclass
+class DatasetProfiled(Message):
+    """The DataReport of the loaded data."""
+
+    job: int
+    report: DataReport
 
 
 @dataclass
@@ -93,27 +117,65 @@ class CleaningPreviewed(Message):
     rows_after: int
 
 
-def data_base_dir(draft: Draft | None) -> Path:
-    """The folder the recipe's relative paths start from: the recipe's, the demo's, or cwd."""
-    from tuner_tui.app import DEMO_ORIGIN  # the app imports this module: import when used
-
-    if draft is not None and draft.path is not None:
-        return draft.path.parent
-    if draft is not None and draft.origin == DEMO_ORIGIN:
-        return Path(str(importlib.resources.files("tuner_tui.assets") / "demo"))
-    return Path.cwd()
-
-
 def cell(value: Any) -> str:
     """A preview cell: the value on one line, cut to CELL_CHARS."""
     text = " ".join(str(value).split()) if value is not None else "∅"
     return text if len(text) <= CELL_CHARS else text[: CELL_CHARS - 1] + "…"
 
 
+SPLIT_FIELDS = ("data.validation_fraction", "data.test_fraction")
+
+TokenizerKey = tuple[str, str, str, bool, str]
+"""What the tokenizer and its chat template depend on: the model's name_or_path, revision,
+chat_template and trust_remote_code, and the base folder a relative model path starts from."""
+
+
+def tokenizer_key(model: ModelConfig, base_dir: Path) -> TokenizerKey:
+    return (
+        model.name_or_path.strip(),
+        model.revision,
+        model.chat_template,
+        model.trust_remote_code,
+        str(base_dir),
+    )
+
+
+_TOKENIZER_LOCK = threading.Lock()
+"""Held while a worker loads or uses a tokenizer. A cancelled worker's thread runs on to the end of
+its stage, and neither two threads importing transformers at once (it can be seen half-initialised)
+nor two encoding with one fast tokenizer ("Already borrowed") is safe."""
+
+
+def tokenizer_in_use(tokenizer: Any) -> contextlib.AbstractContextManager[Any]:
+    """`_TOKENIZER_LOCK` while `tokenizer` is used; nothing to hold for whitespace words."""
+    return _TOKENIZER_LOCK if tokenizer is not None else contextlib.nullcontext()
+
+
+def load_counting_tokenizer(model: ModelConfig, base_dir: Path) -> tuple[Any, str]:
+    """(the model's tokenizer, "") or (None, why lengths are counted in words instead). Blocking:
+    imports transformers, and may read the hub; call it in a worker, holding `_TOKENIZER_LOCK`."""
+    name = model.name_or_path.strip()
+    if not name:
+        return None, "Lengths are whitespace words: no model chosen yet (step 3, Model)."
+    try:
+        from tuner_tui.modeling.loading import load_tokenizer
+        from tuner_tui.modeling.ml_import import ensure_ml_imported
+
+        ensure_ml_imported()  # the Model step's workers may be importing transformers right now
+        tokenizer = load_tokenizer(model, base_dir)
+    except Exception as error:  # noqa: BLE001 - any failure means "count words", said on screen
+        reason = " ".join(str(error).split())  # hub errors span lines: the note is one
+        return None, f"Lengths are whitespace words: the tokenizer of '{name}' did not load. {reason}"
+    # The report names the tokenizer: the recipe's name, not the folder it resolved to.
+    tokenizer.name_or_path = name
+    return tokenizer, ""
+
+
 class DataScreen(StepScreen):
     STEP = "data"
     STEP_TITLE = "Data"
     JUMP_KEY = "2"
+    EDITS = {"data.path": "data-path", "data.format": "data-format"}
     SECTIONS = ("data",)
     INTRO = (
         "Point at a data file or folder (relative to the recipe), inspect it (Enter), check the "
@@ -130,17 +192,26 @@ class DataScreen(StepScreen):
         """(path, base folder) of the loaded dataset."""
         self._columns: list[str] = []
         self._detected: dict[str, Any] | None = None
-        self._profiled_for: tuple[str, tuple[tuple[str, str], ...]] | None = None
-        """(format, fields) the shown report was computed with."""
+        self._profiled_for: tuple[Any, ...] | None = None
+        """What the shown report was computed with: format, fields, tokenizer key, max_length."""
         self._mapping_key: tuple[Any, ...] | None = None
         self._shown_columns: dict[str, Any] = {}
         """role -> the column its Select shows, to tell edits from the Select's own mount echo."""
+        self._report_path: str | None = None
+        """The path whose data (preview, report) is on screen or being read; None: nothing shown."""
+        self._path_value: str | None = None
+        """What the path input holds as far as the draft knows (drawn from it or sent to it)."""
+        self._guard = EchoGuard()
+        """Keeps the draft's lagging echoes of typed paths out of the path input."""
+        self._tokenizer: tuple[TokenizerKey, Any, str] | None = None
+        """(key, tokenizer or None, note) from the last load, reused while the model is the same."""
 
     # --- layout ------------------------------------------------------------------------------
 
     def compose_content(self) -> ComposeResult:
         draft = self.tuner.draft
         data = draft.recipe.data if draft else None
+        self._path_value = data.path if data else ""
         yield Static(self.STEP_TITLE, classes="step-title")
         yield Static(self.INTRO, classes="step-intro", markup=False)
         yield Static("", id="draft-note", markup=False)
@@ -154,7 +225,7 @@ class DataScreen(StepScreen):
                     compact=True,
                     placeholder="data/train.jsonl",
                     tooltip=field_help("data", "path") + " Tab completes file names; Enter inspects.",
-                    suggester=PathSuggester(lambda: data_base_dir(self.tuner.draft)),
+                    suggester=PathSuggester(lambda: self._base_dir()),
                 )
                 yield Button("Inspect", id="inspect", compact=True, variant="primary")
                 yield Button("Cancel", id="cancel", compact=True, variant="error", disabled=True)
@@ -174,10 +245,12 @@ class DataScreen(StepScreen):
                 )
                 yield Static("", id="detected", markup=False)
             yield Vertical(id="mapping")
+            yield RecipeForm(SPLIT_FIELDS, title="Held-out splits", id="split-form")
             yield Static("Preview", classes="section-title", id="preview-title")
             yield DataTable(id="preview", zebra_stripes=True, cursor_type="row")
             yield Static("Report", classes="section-title", id="report-title")
             yield Static("", id="report-overview")
+            yield Static("", id="tokenizer-note", markup=False)
             with Horizontal(id="histograms"):
                 yield Histogram("characters", id="chars-histogram")
                 yield Histogram("words", id="tokens-histogram")
@@ -192,8 +265,13 @@ class DataScreen(StepScreen):
     def on_mount(self) -> None:
         self.query_one("#busy-row").display = False
         self.query_one("#data-error").display = False
+        self.query_one("#tokenizer-note").display = False
         for widget in ("#preview-title", "#preview", "#report-title", "#histograms"):
             self.query_one(widget).display = False
+
+    def on_screen_resume(self) -> None:
+        super().on_screen_resume()
+        self._reprofile_if_stale()  # the model or max_length may have changed on another step
 
     # --- draft -> widgets ----------------------------------------------------------------------
 
@@ -204,17 +282,32 @@ class DataScreen(StepScreen):
         data = draft.recipe.data
         with self.prevent(Input.Changed, Select.Changed):
             path = self.query_one("#data-path", Input)
-            if path.value != data.path:
+            if self._guard.may_write("data.path", data.path, path) and path.value != data.path:
                 path.value = data.path
+                self._path_value = data.path
             fmt = self.query_one("#data-format", Select)
             if data.format in DATA_FORMATS and fmt.value != data.format:
                 fmt.value = data.format
+        self.query_one("#split-form", RecipeForm).show(draft.recipe, draft.problems)
         self.call_later(self.query_one(CleaningList).set_steps, data.cleaning)
         self._show_mapping()
         self.query_one("#problems", Static).update(self._problems_text(draft.problems))
-        # A new format or mapping changes what the report counts: inspect again (no reload).
-        if self._dataset is not None and self._profiled_for not in (None, self._format_key()):
+        self._forget_other_path(path.value)
+        if self.is_current:
+            self._reprofile_if_stale()
+
+    def _reprofile_if_stale(self) -> None:
+        """A new format, mapping, model or max_length changes what the report counts: inspect
+        again (no reload)."""
+        if self._dataset is not None and self._profiled_for not in (None, self._profile_key()):
             self._start_profile(reload=False)
+
+    def _profile_key(self) -> tuple[Any, ...]:
+        draft = self.tuner.draft
+        if draft is None:
+            return ()
+        model_key = tokenizer_key(draft.recipe.model, draft.base_dir)
+        return (self._format_key(), model_key, draft.recipe.training.max_length)
 
     def _format_key(self) -> tuple[str, tuple[tuple[str, str], ...]]:
         data = self.tuner.draft.recipe.data if self.tuner.draft else None
@@ -273,6 +366,10 @@ class DataScreen(StepScreen):
 
     # --- widgets -> DraftEdited ----------------------------------------------------------------
 
+    def _base_dir(self) -> Path:
+        draft = self.tuner.draft
+        return draft.base_dir if draft is not None else Path.cwd()
+
     def _edit(self, changes: dict[str, Any]) -> None:
         from tuner_tui.app import DraftEdited  # the app imports this module: import when used
 
@@ -280,9 +377,33 @@ class DataScreen(StepScreen):
 
     @on(Input.Changed, "#data-path")
     def _path_typed(self, event: Input.Changed) -> None:
-        draft = self.tuner.draft
-        if draft is not None and event.value != draft.recipe.data.path:
-            self._edit({"data.path": event.value})
+        if self.tuner.draft is None or event.value == self._path_value:
+            return  # the value it was drawn with (the input's own mount echo): not an edit
+        # Every change is sent, even one equal to the (lagging) draft: a burst may come back to it.
+        self._path_value = event.value
+        self._guard.sent("data.path", event.value)
+        self._edit({"data.path": event.value})
+        self._forget_other_path(event.value)
+
+    def _forget_other_path(self, path: str) -> None:
+        """Clear what was read from another path, at once: a report never sits under a new path."""
+        if self._report_path is None or path.strip() == self._report_path:
+            return
+        self._job += 1  # whatever the old path's workers still post is now stale
+        self.workers.cancel_group(self, "data")
+        self._set_busy(None)
+        self._dataset, self._loaded, self._report_path = None, None, None
+        self._columns, self._detected, self._profiled_for = [], None, None
+        self._show_mapping()
+        self.query_one("#detected", Static).update("")
+        self.query_one("#preview", DataTable).clear(columns=True)
+        for widget in ("#preview-title", "#preview", "#report-title", "#histograms", "#tokenizer-note"):
+            self.query_one(widget).display = False
+        for line in ("#report-overview", "#report-quality", "#cleaning-status", "#cleaning-result"):
+            self.query_one(line, Static).update("")
+        self._say("#data-error", "")
+        self.query_one("#data-status", Static).update("Not inspected yet: Enter inspects this path.")
+        self.query_one("#busy-row").display = True
 
     @on(Input.Submitted, "#data-path")
     @on(Button.Pressed, "#inspect")
@@ -347,7 +468,8 @@ class DataScreen(StepScreen):
         self._set_busy("Cleaning…")
         self.query_one("#cleaning-result", Static).update("")
         data = draft.recipe.data
-        self._clean(self._job, self._dataset, list(data.cleaning), data.format, dict(data.fields))
+        tokenizer = self._tokenizer[1] if self._tokenizer else None  # length_filter counts tokens
+        self._clean(self._job, self._dataset, list(data.cleaning), data.format, dict(data.fields), tokenizer)
 
     # --- starting work ---------------------------------------------------------------------------
 
@@ -359,15 +481,26 @@ class DataScreen(StepScreen):
         if not path:
             self._say("#data-error", "Set a data path first.")
             return
-        base = data_base_dir(draft)
+        base = draft.base_dir
         if reload or self._loaded != (path, base):
             self._dataset = None
         self._job += 1
-        self._profiled_for = self._format_key()
+        self._report_path = path
+        self._profiled_for = self._profile_key()
         self._say("#data-error", "")
         self._set_busy("Loading…" if self._dataset is None else "Inspecting…")
-        data = draft.recipe.data
-        self._profile_dataset(self._job, path, base, self._dataset, data.format, dict(data.fields))
+        recipe = draft.recipe
+        self._profile_dataset(
+            self._job,
+            path,
+            base,
+            self._dataset,
+            recipe.data.format,
+            dict(recipe.data.fields),
+            recipe.model,
+            recipe.training.max_length,
+            self._tokenizer,
+        )
 
     def _say(self, selector: str, content: Text | str) -> None:
         """Show `content` in a message line, hiding the line while it is empty."""
@@ -386,7 +519,16 @@ class DataScreen(StepScreen):
 
     @work(thread=True, exclusive=True, group="data", description="Load and inspect the data")
     def _profile_dataset(
-        self, job: int, path: str, base: Path, dataset: Any, fmt: str, fields: dict[str, str]
+        self,
+        job: int,
+        path: str,
+        base: Path,
+        dataset: Any,
+        fmt: str,
+        fields: dict[str, str],
+        model: ModelConfig,
+        max_length: int,
+        loaded: tuple[TokenizerKey, Any, str] | None,
     ) -> None:
         worker = get_current_worker()
         stage = "load"
@@ -414,8 +556,24 @@ class DataScreen(StepScreen):
                     )
                 )
             stage = "inspect"
+            key = tokenizer_key(model, base)
+            if loaded is not None and loaded[0] == key:
+                tokenizer = loaded[1]
+            else:
+                self.post_message(DataStageReached(job, f"Loading the tokenizer of {model.name_or_path}…"))
+                with _TOKENIZER_LOCK:
+                    tokenizer, note = load_counting_tokenizer(model, base)
+                self.post_message(TokenizerLoaded(job, key, tokenizer, note))
             self.post_message(DataStageReached(job, f"Inspecting {len(dataset):,} rows…"))
-            report = inspect_dataset(dataset, recipe_data=DataConfig(path=path, format=fmt, fields=fields))
+            with tokenizer_in_use(tokenizer):
+                if worker.is_cancelled:
+                    return
+                report = inspect_dataset(
+                    dataset,
+                    recipe_data=DataConfig(path=path, format=fmt, fields=fields),
+                    tokenizer=tokenizer,
+                    max_length=max_length,
+                )
         except TunerError as error:
             if not worker.is_cancelled:
                 self.post_message(DataFailed(job, stage, str(error)))
@@ -425,11 +583,17 @@ class DataScreen(StepScreen):
                 self.post_message(DataFailed(job, stage, f"{type(error).__name__}: {error}"))
             return
         if not worker.is_cancelled:
-            self.post_message(DatasetProfiled(job, report.to_json()))
+            self.post_message(DatasetProfiled(job, report))
 
     @work(thread=True, exclusive=True, group="data", description="Preview the cleaning steps")
     def _clean(
-        self, job: int, dataset: Any, steps: list[dict[str, Any]], fmt: str, fields: dict[str, str]
+        self,
+        job: int,
+        dataset: Any,
+        steps: list[dict[str, Any]],
+        fmt: str,
+        fields: dict[str, str],
+        tokenizer: Any,
     ) -> None:
         worker = get_current_worker()
         try:
@@ -443,12 +607,13 @@ class DataScreen(StepScreen):
             rows_before = len(dataset)
             reports = []
             for i, step in enumerate(steps):
-                if worker.is_cancelled:
-                    return
                 self.post_message(
                     DataStageReached(job, f"Cleaning: step {i + 1} of {len(steps)}, {step['op']}…")
                 )
-                dataset, (report,) = apply_cleaning(dataset, [step], detection)
+                with tokenizer_in_use(tokenizer):
+                    if worker.is_cancelled:
+                        return
+                    dataset, (report,) = apply_cleaning(dataset, [step], detection, tokenizer=tokenizer)
                 reports.append(report.to_json())
         except TunerError as error:
             if not worker.is_cancelled:
@@ -473,7 +638,7 @@ class DataScreen(StepScreen):
         if message.job != self._job:
             return
         self._dataset = message.dataset
-        self._loaded = (message.path, data_base_dir(self.tuner.draft))
+        self._loaded = (message.path, self._base_dir())
         self._columns = message.columns
         self._detected = message.detected
         self._mapping_key = None
@@ -488,6 +653,7 @@ class DataScreen(StepScreen):
         title.update(f"Preview: first {shown:,} of {message.rows:,} rows")
         for widget in ("#preview-title", "#preview"):
             self.query_one(widget).display = True
+        self._reprofile_if_stale()  # the recipe (format, model, max_length) changed while it loaded
 
     def _show_detected(self) -> None:
         detected = self._detected
@@ -498,21 +664,31 @@ class DataScreen(StepScreen):
         )
         self.query_one("#detected", Static).update(text)
 
+    @on(TokenizerLoaded)
+    def _tokenizer_loaded(self, message: TokenizerLoaded) -> None:
+        # Kept even from a stale job: it is the tokenizer of that model whatever the data.
+        self._tokenizer = (message.key, message.tokenizer, message.note)
+
     @on(DatasetProfiled)
     def _profiled(self, message: DatasetProfiled) -> None:
         if message.job != self._job:
             return
         self._set_busy(None)
-        report = message.report
+        if self._loaded is not None:
+            self.post_message(DataInspected(self._loaded[0], ok=True))
+        report = message.report.to_json()
         self.query_one("#data-status", Static).update("")
         self.query_one("#report-title").display = True
         self.query_one("#histograms").display = True
         self.query_one("#report-overview", Static).update(overview_table(report))
+        note = self._tokenizer[2] if self._tokenizer and report["length_unit"] == "words" else ""
+        line = self.query_one("#tokenizer-note", Static)
+        line.update(note)  # one line (see data.tcss), the whole of it on hover
+        line.tooltip = note or None
+        line.display = bool(note)
         self.query_one("#chars-histogram", Histogram).show(report["char_lengths"], "characters per row")
-        words = (
-            "words per row" if "whitespace" in report["token_lengths"].get("counted_with", "") else "tokens"
-        )
-        self.query_one("#tokens-histogram", Histogram).show(report["token_lengths"], words)
+        unit = report["length_unit"]
+        self.query_one("#tokens-histogram", Histogram).show(report["token_lengths"], f"{unit} per row")
         self.query_one("#report-quality", Static).update(quality_table(report))
 
     @on(DataFailed)
@@ -520,6 +696,9 @@ class DataScreen(StepScreen):
         if message.job != self._job:
             return
         self._set_busy(None)
+        draft = self.tuner.draft
+        if draft is not None:
+            self.post_message(DataInspected(draft.recipe.data.path, ok=False))
         what = {"load": "Could not load the data", "inspect": "Could not inspect the data"}.get(
             message.stage, "Cleaning failed"
         )
@@ -552,8 +731,18 @@ def overview_table(report: dict[str, Any]) -> Table:
     grid.add_row("rows", f"{report['rows']:,}")
     grid.add_row("columns", ", ".join(report["columns"]))
     lengths = report["token_lengths"]
+    unit = report.get("length_unit", "tokens")
     if lengths.get("mean") is not None:
-        grid.add_row("lengths", f"mean {lengths['mean']:,} ({lengths.get('counted_with', '')})")
+        grid.add_row(
+            "lengths", f"mean {lengths['mean']:,} {unit}, counted with {lengths.get('counted_with', '')}"
+        )
+    truncation = report.get("truncation")
+    if truncation:
+        grid.add_row(
+            "truncation",
+            f"{truncation['rows_over']:,} of {report['rows']:,} rows ({truncation['share']:.1%}) longer "
+            f"than max_length = {truncation['max_length']:,} {unit}",
+        )
     for warning in report["warnings"]:
         grid.add_row(Text("warning", style="yellow"), Text(warning, style="yellow"))
     return grid

@@ -1,8 +1,15 @@
 """Step 5, Evaluation: metrics, the base-vs-tuned comparison and the bias report.
 
 The screen shows the report of one run: the run the App follows (`TunerApp.run_dir`), or one the
-user picks from the runs directory. It reads `report/report.json` in a thread worker and draws it;
-"Re-evaluate" runs the evaluation again in-process (in a worker: it loads models) and reloads.
+user picks from the runs directory. It reads `report/report.json` in a thread worker and draws it,
+and watches the run's state.json in another: whenever the run's phase changes (a training run
+reaches `completed`, a re-evaluation starts or ends) the report is read again.
+
+"Re-evaluate" starts the evaluation as a detached process through the launcher
+(`start_evaluation`, the same as `tuner eval`): it holds the run's lock, writes the run's events
+and state like a worker, and goes on when the wizard quits. This process never loads a model or
+imports torch; the run the App follows becomes the one being evaluated (unless another is active),
+so the Training step's dashboard and its stop follow it too.
 Below the report, the draft recipe's evaluation settings are listed as on every step.
 """
 
@@ -10,9 +17,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on, work
@@ -21,20 +30,28 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, DataTable, Select, Static
+from textual.worker import get_current_worker
 
-from tuner_tui.recipe import Recipe
+from tuner_tui.evaluation.bias.report import PARTS as BIAS_PARTS
+from tuner_tui.evaluation.bias.report import key_numbers, part_headline
+from tuner_tui.evaluation.report import sample_note
 from tuner_tui.runs.state import ACTIVE_PHASES, read_state
+from tuner_tui.screens.messages import RunPhaseChanged
 from tuner_tui.screens.step import StepScreen
-from tuner_tui.widgets.value_table import ValueTable
+from tuner_tui.views.fields import SPECS
+from tuner_tui.widgets.recipe_form import RecipeForm
 
+if TYPE_CHECKING:
+    from tuner_tui.app import Draft
+
+EVALUATION_KEYS = tuple(k for k in SPECS if k.startswith("evaluation."))
+BIAS_KEYS = tuple(k for k in SPECS if k.startswith("bias."))
+
+STATE_POLL_S = 0.5
+"""How often the shown run's state.json is looked at (a stat; read when it changed or is active)."""
 CELL_CHARS = 60
 """Longest sample text shown in a table cell; report.md has the rest."""
 SAMPLE_COLUMNS = ("input", "reference", "base", "tuned")
-BIAS_PARTS = (
-    ("data_audit", "Data audit"),
-    ("counterfactual", "Counterfactual probes"),
-    ("paired", "Paired sentences"),
-)
 
 
 def num(value: Any) -> str:
@@ -63,24 +80,36 @@ class RunsListed(Message):
 
 @dataclass
 class ReportRead(Message):
-    """report.json of `run` was read; `report` is None when there is none (`reason` says why)."""
+    """report.json of `run` was read; `report` is None when there is none (`reason` says why).
+    `phase` is the run's phase when it was read; `error`, what a failed re-evaluation said."""
 
     run: Path
     report: dict[str, Any] | None
     reason: str = ""
+    phase: str | None = None
+    error: str = ""
 
 
 @dataclass
-class RunReevaluated(Message):
-    """A re-evaluation of `run` finished and rewrote its report."""
+class RunStateRead(Message):
+    """The shown run's state.json changed phase or pid (phase `crashed`: its worker is gone)."""
 
     run: Path
-    verdict: str
+    state: dict[str, Any]
 
 
 @dataclass
-class ReevaluationFailed(Message):
-    """A re-evaluation of `run` failed; `message` says why."""
+class ReevaluationStarted(Message):
+    """A detached re-evaluation of `run` started: process `pid`, its events from `events_offset`."""
+
+    run: Path
+    pid: int
+    events_offset: int
+
+
+@dataclass
+class ReevaluationNotStarted(Message):
+    """The launcher refused to re-evaluate `run` (busy, no adapter, ...); `message` says why."""
 
     run: Path
     message: str
@@ -107,7 +136,16 @@ class EvaluationScreen(StepScreen):
         """The run whose report is shown."""
         self.report: dict[str, Any] | None = None
         """Its report.json, once read."""
-        self.evaluating = False
+        self.state: dict[str, Any] = {}
+        """Its state.json as last watched (`read_state`: phase `crashed` when the worker is gone)."""
+        self.starting = False
+        """A re-evaluation is being started (the launcher has not answered yet)."""
+        self._report_phase: str | None = None
+        self._started: dict[Path, tuple[int, int]] = {}
+        """Re-evaluations started here and not seen ending: run -> (pid, events offset)."""
+        self._error_since: int | None = None
+        """Where in the shown run's events.jsonl a re-evaluation started here began, once it has
+        ended: a failure shows the error it wrote from there."""
 
     def compose_content(self) -> ComposeResult:
         yield Static(self.STEP_TITLE, classes="step-title")
@@ -132,8 +170,11 @@ class EvaluationScreen(StepScreen):
             yield Static("Bias report", classes="section")
             yield Static("", id="bias")
         yield Static("", id="draft-note", markup=False)
-        yield Static("Evaluation settings in the draft recipe:", id="values-caption")
-        yield ValueTable(id="values")
+        with Vertical(id="settings"):
+            yield RecipeForm(
+                EVALUATION_KEYS, title="Evaluation settings (saved in the recipe)", id="eval-form"
+            )
+            yield RecipeForm(BIAS_KEYS, title="Bias report settings", id="bias-form")
         yield Static("", id="problems")
 
     def on_mount(self) -> None:
@@ -146,7 +187,7 @@ class EvaluationScreen(StepScreen):
         # A run may have finished (or a new one started) while another step was shown.
         self._list_runs(Path(self.tuner.runs_dir))
         if self.run_root is not None:
-            self._read_report(self.run_root)
+            self._reread(self.run_root)
 
     # --- which run ---------------------------------------------------------------------------
 
@@ -164,10 +205,14 @@ class EvaluationScreen(StepScreen):
             select.value = str(root)
         if root == self.run_root and self.report is not None:
             return
+        if root != self.run_root:
+            self.state = {}
+            self._error_since = None
+            self._watch_state(root)
         self.run_root = root
         self.report = None
         self._show_status(f"Reading the report of {root.name}…")
-        self._read_report(root)
+        self._reread(root)
 
     def _add_run_option(self, root: Path, label: str | None = None) -> None:
         select = self.query_one("#run-select", Select)
@@ -205,10 +250,13 @@ class EvaluationScreen(StepScreen):
     # --- reading the report -----------------------------------------------------------------------
 
     @work(thread=True, exclusive=True, group="read-report", description="Read report.json")
-    def _read_report(self, root: Path) -> None:
+    def _read_report(self, root: Path, since: int | None = None) -> None:
+        """Read the report and the run's phase; with `since` (where a re-evaluation started in
+        events.jsonl), also what that re-evaluation said when it failed."""
         report_file = root / "report" / "report.json"
         state = read_state(root / "state.json") if (root / "state.json").exists() else {}
         phase = state.get("phase")
+        error = _last_error(root, since) if since is not None and phase in ("failed", "crashed") else ""
         if not report_file.exists():
             if phase in ACTIVE_PHASES:
                 reason = (
@@ -219,35 +267,118 @@ class EvaluationScreen(StepScreen):
                 reason = "No report in this run: press e to evaluate it now."
             elif phase is None:
                 reason = f"{root} is not a run directory (no state.json)."
+            elif (root / "adapter").is_dir():
+                reason = (
+                    f"No report: the run ended as '{phase}' before its evaluation finished; its "
+                    "adapter is saved. Press e to evaluate it."
+                )
             else:
                 reason = (
                     f"No report: the run ended as '{phase}' before evaluation. Resume it with "
                     f"`tuner run --resume {root}`."
                 )
-            self.post_message(ReportRead(root, None, reason))
+            self.post_message(ReportRead(root, None, reason, phase, error))
             return
         try:
             report = json.loads(report_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            self.post_message(ReportRead(root, None, f"{report_file} could not be read: {error}"))
+        except (OSError, ValueError) as problem:
+            self.post_message(
+                ReportRead(root, None, f"{report_file} could not be read: {problem}", phase, error)
+            )
             return
         if not isinstance(report, dict):
-            self.post_message(ReportRead(root, None, f"{report_file} is not a report (not a JSON object)."))
+            self.post_message(
+                ReportRead(root, None, f"{report_file} is not a report (not a JSON object).", phase, error)
+            )
             return
-        self.post_message(ReportRead(root, report))
+        self.post_message(ReportRead(root, report, "", phase, error))
 
     @on(ReportRead)
     def _report_read(self, message: ReportRead) -> None:
         if message.run != self.run_root:
             return
         self.report = message.report
+        self._report_phase = message.phase
+        notes = []
         if message.report is None:
-            self.query_one("#report").display = False
-            self._show_status(message.reason)
+            notes.append(message.reason)
+        elif message.phase in ACTIVE_PHASES:
+            notes.append(
+                f"The run is {message.phase} now: below is its previous report; this page shows the "
+                "new one when it ends."
+            )
+        if message.error:
+            notes.append(f"Re-evaluation failed: {message.error}")
+        self._show_status("\n".join(notes))
+        self.query_one("#report").display = message.report is not None
+        if message.report is not None:
+            self._draw_report(message.report)
+        watched = self.state.get("phase")
+        if self.state and watched != message.phase:  # the phase moved on while the report was read
+            self._reread(message.run)
+
+    def _reread(self, root: Path) -> None:
+        self._read_report(root, self._error_since)
+
+    # --- following the run's phase ------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="watch-run", description="Watch the run's phase")
+    def _watch_state(self, root: Path) -> None:
+        """Post the run's state whenever its phase (or worker pid) changes, until cancelled."""
+        worker = get_current_worker()
+        path = root / "state.json"
+        stamp: tuple[int, int] | None = None
+        seen: tuple[Any, Any] | None = None
+        while not worker.is_cancelled:
+            try:
+                info = os.stat(path)
+                now = (info.st_mtime_ns, info.st_size)
+            except OSError:
+                now = None
+            # An active phase is re-read every time: only that shows a worker that died silently.
+            if now != stamp or (seen is not None and seen[0] in ACTIVE_PHASES):
+                stamp = now
+                state = read_state(path) if now is not None else {}
+                key = (state.get("phase"), state.get("pid"))
+                if key != seen:
+                    seen = key
+                    self.post_message(RunStateRead(root, state))
+            time.sleep(STATE_POLL_S)
+
+    @on(RunStateRead)
+    def _state_read(self, message: RunStateRead) -> None:
+        if message.run != self.run_root:
             return
-        self._show_status("")
-        self.query_one("#report").display = True
-        self._draw_report(message.report)
+        root, state = message.run, message.state
+        before, self.state = self.state.get("phase"), state
+        phase = state.get("phase")
+        self._draw_button()
+        ended = False
+        started = self._started.get(root)
+        if started is not None and phase not in ACTIVE_PHASES and state.get("pid") == started[0]:
+            del self._started[root]  # the re-evaluation started here has ended
+            self._error_since, ended = started[1], True
+            self._evaluation_ended(root, state)
+        if phase != before:
+            self.post_message(RunPhaseChanged(root, phase))  # the App follows this run's phase
+            self._list_runs(Path(self.tuner.runs_dir))  # the run picker shows phases
+        if phase != self._report_phase or ended:
+            self._reread(root)
+
+    def _evaluation_ended(self, root: Path, state: dict[str, Any]) -> None:
+        phase = state.get("phase")
+        if phase == "completed":
+            self.notify(f"Re-evaluated {root.name}: {state.get('verdict', '?')}.", markup=False)
+        elif phase == "stopped":
+            self.notify(f"Re-evaluation of {root.name} stopped; its report is unchanged.", markup=False)
+        else:
+            self.notify(
+                f"Re-evaluation of {root.name} ended '{phase}'; the page says why.",
+                title="Re-evaluation failed",
+                severity="error",
+                timeout=10,
+                markup=False,
+            )
 
     def _show_status(self, text: str) -> None:
         status = self.query_one("#report-status", Static)
@@ -272,6 +403,9 @@ class EvaluationScreen(StepScreen):
         ]
         if any(where):
             text.append("\n" + ", ".join(w for w in where if w), "dim")
+        note = sample_note(report)
+        if note:  # the verdict rests on a sample of the split: say so next to it
+            text.append("\n" + note.replace("`", ""), "yellow")
         self.query_one("#verdict", Static).update(text)
         self._draw_objectives(report.get("objectives") or [])
         self._draw_metrics(report.get("metrics") or {})
@@ -376,111 +510,108 @@ class EvaluationScreen(StepScreen):
 
         self.app.push_screen(MarkdownModal(str(path), markdown))
 
+    @property
+    def evaluating(self) -> bool:
+        """The shown run is being (re-)evaluated, or a re-evaluation of it is starting."""
+        return self.starting or self.state.get("phase") == "evaluating"
+
+    def _draw_button(self) -> None:
+        button = self.query_one("#reevaluate", Button)
+        button.disabled = self.starting or self.state.get("phase") in ACTIVE_PHASES
+
     @on(Button.Pressed, "#reevaluate")
     def action_reevaluate(self) -> None:
-        """Evaluate the chosen run again (its report is rewritten), then show the new report."""
-        if self.run_root is None:
+        """Evaluate the chosen run again in a detached process; the report refreshes when it ends."""
+        root = self.run_root
+        if root is None:
             self.notify("No run chosen.", severity="warning")
             return
-        if self.evaluating:
-            self.notify("Already evaluating; the report refreshes when it is done.")
+        phase = self.state.get("phase")
+        if self.starting or phase in ACTIVE_PHASES:
+            self.notify(
+                f"{root.name} is {phase or 'starting'}; this page refreshes when it ends.", markup=False
+            )
             return
-        self.evaluating = True
-        self.query_one("#reevaluate", Button).disabled = True
-        self._show_status(f"Re-evaluating {self.run_root.name}… (this loads the base and tuned models)")
-        self._reevaluate(self.run_root)
+        self.starting = True
+        self._draw_button()
+        self._show_status(f"Starting the re-evaluation of {root.name}…")
+        self._start_reevaluation(root)
 
-    @work(thread=True, exclusive=True, group="reevaluate", description="Re-evaluate a run")
-    def _reevaluate(self, root: Path) -> None:
-        # Heavy: imports torch/transformers and loads both models.
+    @work(thread=True, exclusive=True, group="reevaluate", description="Start a re-evaluation")
+    def _start_reevaluation(self, root: Path) -> None:
+        # The launcher only: the evaluation (torch, both models) runs in the process it starts.
         from tuner_tui.errors import TunerError
-        from tuner_tui.evaluation.run import reevaluate
-        from tuner_tui.runs.layout import RunDir
+        from tuner_tui.runs.launcher import start_evaluation
 
         try:
-            report = reevaluate(RunDir.open(root))
+            started = start_evaluation(root, by="tuner (TUI)")
         except TunerError as error:
-            self.post_message(ReevaluationFailed(root, str(error)))
+            self.post_message(ReevaluationNotStarted(root, str(error)))
             return
-        except Exception as error:  # a crash in evaluation must leave the wizard usable
-            self.post_message(ReevaluationFailed(root, f"{type(error).__name__}: {error}"))
+        except Exception as error:  # e.g. an unreadable run directory: the wizard stays usable
+            self.post_message(ReevaluationNotStarted(root, f"{type(error).__name__}: {error}"))
             return
-        self.post_message(RunReevaluated(root, str(report.get("verdict", "?"))))
+        self.post_message(ReevaluationStarted(root, started.pid, started.events_offset))
 
-    @on(RunReevaluated)
-    def _reevaluated(self, message: RunReevaluated) -> None:
-        self._evaluation_ended()
-        self.notify(f"Re-evaluated {message.run.name}: {message.verdict}.", markup=False)
+    @on(ReevaluationStarted)
+    def _reevaluation_started(self, message: ReevaluationStarted) -> None:
+        self.starting = False
+        self._started[message.run] = (message.pid, message.events_offset)
         if message.run == self.run_root:
-            self._read_report(message.run)
-
-    @on(ReevaluationFailed)
-    def _reevaluation_failed(self, message: ReevaluationFailed) -> None:
-        self._evaluation_ended()
-        self.notify(message.message, title="Re-evaluation failed", severity="error", timeout=10, markup=False)
+            self._error_since = None  # an earlier failure is no longer the news
+        tuner = self.tuner
+        if tuner.run_dir != message.run and tuner.run_phase not in ACTIVE_PHASES:
+            tuner.run_dir = message.run  # followed like a run: the dashboard, stop, the sidebar
+        self.post_message(RunPhaseChanged(message.run, "evaluating"))  # what the launcher wrote
+        self.notify(
+            f"Re-evaluating {message.run.name} in a detached process (pid {message.pid}); quitting "
+            "tuner leaves it running.",
+            markup=False,
+        )
         if message.run == self.run_root:
-            self._show_status(f"Re-evaluation failed: {message.message}")
+            self._draw_button()
+            self._reread(message.run)  # the status says it is evaluating
 
-    def _evaluation_ended(self) -> None:
-        self.evaluating = False
-        self.query_one("#reevaluate", Button).disabled = False
+    @on(ReevaluationNotStarted)
+    def _reevaluation_not_started(self, message: ReevaluationNotStarted) -> None:
+        self.starting = False
+        self.notify(
+            message.message, title="Re-evaluation not started", severity="error", timeout=10, markup=False
+        )
+        if message.run == self.run_root:
+            self._draw_button()
+            self._show_status(f"Re-evaluation not started: {message.message}")
 
     # --- the recipe values below the report ----------------------------------------------------------
 
-    def rows(self, recipe: Recipe) -> list[tuple[str, Any]]:
-        evaluation, bias = recipe.evaluation, recipe.bias
-        return [
-            ("evaluation.metrics", evaluation.metrics or "task defaults"),
-            ("evaluation.max_samples", evaluation.max_samples),
-            ("evaluation.compare_base", evaluation.compare_base),
-            ("evaluation.generation.max_new_tokens", evaluation.generation.max_new_tokens),
-            ("bias.enabled", bias.enabled),
-            ("bias.probes", bias.probes),
-            ("bias.groups", bias.groups or "all"),
-        ]
+    def show_draft(self, draft: Draft | None) -> None:
+        if not self.show_form(draft, "#settings"):
+            return
+        assert draft is not None
+        for form in self.query(RecipeForm):
+            form.show(draft.recipe, draft.problems)
+        edited = {*EVALUATION_KEYS, *BIAS_KEYS}
+        rest = tuple(p for p in draft.problems if p.path not in edited)
+        self.query_one("#problems", Static).update(self._problems_text(rest))
 
 
-def _key_numbers(name: str, part: dict[str, Any]) -> list[str]:
-    """The few numbers of a bias part worth reading before its findings."""
-    numbers: list[str] = []
-    if name == "data_audit":
-        families = part.get("families") or {}
-        groups = [
-            (f"{family}/{group}", g.get("rows", 0))
-            for family, entry in families.items()
-            for group, g in (entry.get("groups") or {}).items()
-            if isinstance(g, dict) and g.get("rows")
-        ]
-        if groups:
-            numbers.append("rows mentioning: " + ", ".join(f"{g} {n}" for g, n in groups[:6]))
-        numbers.append(f"{len(part.get('flags') or [])} flag(s)")
-    elif name == "counterfactual":
-        pairs = part.get("pairs") or {}
-        overall = (part.get("comparison") or {}).get("overall") or {}
-        shown = [f"{pairs.get('total', overall.get('n', '?'))} pairs"]
-        shown += [
-            f"{key.replace('_', ' ')} {num(value)}"
-            for key, value in overall.items()
-            if key != "n" and isinstance(value, (int, float, bool))
-        ]
-        numbers.append(", ".join(shown))
-    elif name == "paired":
-        for model in ("base", "tuned"):
-            overall = ((part.get(model) or {}).get("overall")) or {}
-            if "share" in overall:
-                ci = overall.get("share_ci95")
-                ci_text = (
-                    f" (95% CI {num(ci[0])}-{num(ci[1])})" if isinstance(ci, list) and len(ci) == 2 else ""
-                )
-                numbers.append(
-                    f"{model}: prefers the stereotype in {num(overall['share'])} "
-                    f"of {overall.get('n', '?')} pairs{ci_text}"
-                )
-    return numbers
+def _last_error(root: Path, since: int) -> str:
+    """What the last `error` event from byte `since` of the run's events.jsonl said."""
+    from tuner_tui.runs.events import read_events
+
+    errors = [e for e in read_events(root / "events.jsonl", since)[0] if e.get("type") == "error"]
+    if not errors:
+        return f"no error was recorded; see {root / 'worker.log'}"
+    last = errors[-1]
+    return f"{last.get('message')} {last.get('hint') or ''}".strip()
 
 
 def bias_text(bias: dict[str, Any]) -> Text:
-    """The three parts of the bias report: status, key numbers and findings."""
+    """The three parts of the bias report: a headline each, key numbers and findings.
+
+    The words come from the engine (`part_headline`, `key_numbers`), as in report.md, so the
+    wizard and the report say the same thing about the same numbers.
+    """
     text = Text()
     for name, title in BIAS_PARTS:
         part = bias.get(name)
@@ -490,13 +621,13 @@ def bias_text(bias: dict[str, Any]) -> Text:
         if not isinstance(part, dict):
             text.append(": not in this report\n", "dim")
             continue
-        status = str(part.get("status", "?"))
-        text.append(f": {status.replace('_', ' ')}\n", "green" if status == "ok" else "yellow")
-        if status != "ok":
+        ok = part.get("status") == "ok"
+        text.append(f": {part_headline(name, part)}\n", "" if ok else "yellow")
+        if not ok:
             if part.get("reason"):
                 text.append(f"  {part['reason']}\n", "dim")
             continue
-        for line in _key_numbers(name, part):
+        for line in key_numbers(name, part):
             text.append(f"  {line}\n")
         for finding in part.get("findings") or []:
             text.append(f"  • {finding}\n")

@@ -111,6 +111,11 @@ class ExportScreen(StepScreen):
 
     def on_mount(self) -> None:
         self.watch(self.app, "run_dir", self._run_dir_changed)
+        # The adapter and the frozen recipe appear as the run goes: redraw on every phase.
+        self.watch(self.app, "run_phase", self._run_phase_changed, init=False)
+
+    def _run_phase_changed(self, phase: str | None) -> None:
+        self._draw_run(self.tuner.run_dir)
 
     # --- drawing ---------------------------------------------------------------------------------
 
@@ -126,17 +131,22 @@ class ExportScreen(StepScreen):
         self._draw_recipe()
 
     def _run_dir_changed(self, run_dir: Path | None) -> None:
+        if run_dir is not None:
+            self.query_one("#export-path", Input).value = shown_path(Path(run_dir) / "export")
+        self._draw_run(run_dir)
+
+    def _draw_run(self, run_dir: Path | None) -> None:
+        """What depends on the followed run: its recipe as a source, its adapter, the command."""
         source = self.query_one("#source", Select)
         options = [("Draft recipe", DRAFT)]
         if run_dir is not None and (Path(run_dir) / "recipe.toml").exists():
             options.append((f"Frozen recipe of run {Path(run_dir).name}", RUN))
         current = source.value
+        if self.tuner.draft is None and len(options) > 1:
+            current = RUN  # opened only to attach: the run's recipe is the one there is
         with self.prevent(Select.Changed):
             source.set_options(options)
             source.value = current if current in {v for _, v in options} else DRAFT
-        export_path = self.query_one("#export-path", Input)
-        if run_dir is not None:
-            export_path.value = shown_path(Path(run_dir) / "export")
         self._draw_adapter()
         self._draw_recipe()
 
@@ -170,8 +180,16 @@ class ExportScreen(StepScreen):
         self._draw_command()
 
     def _draw_command(self) -> None:
-        path = self.query_one("#save-path", Input).value.strip() or "recipe.toml"
+        path = self.query_one("#save-path", Input).value.strip()
+        run_dir = self.tuner.run_dir
+        frozen = Path(run_dir) / "recipe.toml" if run_dir is not None else None
+        if not path and frozen is not None and frozen.exists():
+            path = shown_path(frozen)  # no draft to save: the run's own recipe runs as it is
         text = Text()
+        if not path:
+            text.append("Run it headless: ", "dim").append("save the recipe first, then tuner run FILE")
+            self.query_one("#command", Static).update(text)
+            return
         text.append("Run it headless: ", "dim").append(f"tuner run {path}", "bold")
         draft = self.tuner.draft
         if draft is not None and draft.problems and self.query_one("#source", Select).value == DRAFT:

@@ -30,3 +30,11 @@ class RunChosen(Message):
     """The user picked an existing run to follow (from Welcome's list of runs)."""
 
     run: Path
+
+
+@dataclass
+class DataInspected(Message):
+    """The Data step inspected `path` (the draft's data.path): `ok` when it loaded without error."""
+
+    path: str
+    ok: bool

@@ -18,11 +18,12 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from tuner_tui.recipe import METRIC_TASKS, SPLITS, TASKS, Objective, Problem, field_help
 from tuner_tui.screens.step import StepScreen
+from tuner_tui.widgets.recipe_form import RecipeForm
 
 if TYPE_CHECKING:
     from tuner_tui.app import Draft
 
-PROJECT_FIELDS = ("name", "domain", "description")
+PROJECT_FIELDS = ("project.name", "project.domain", "project.description", "project.seed")
 TASK_LABELS = {
     "causal_lm": "causal_lm: generate text",
     "sequence_classification": "sequence_classification: pick a label",
@@ -127,6 +128,7 @@ class ObjectiveScreen(StepScreen):
     STEP = "objective"
     STEP_TITLE = "Objective"
     JUMP_KEY = "1"
+    EDITS = {"model.task": "model-task"}
     SECTIONS = ("schema_version", "project", "objectives")
     INTRO = (
         "Name the project and its domain, and set measurable objectives: a metric, a target "
@@ -146,15 +148,7 @@ class ObjectiveScreen(StepScreen):
         yield Static(self.INTRO, classes="step-intro", markup=False)
         yield Static("", id="draft-note", markup=False)
         with Vertical(id="form"):
-            for key in PROJECT_FIELDS:
-                with Horizontal(classes="field"):
-                    yield Label(key, classes="field-label")
-                    yield Input(
-                        id=f"project-{key}",
-                        compact=True,
-                        tooltip=field_help("project", key),
-                        placeholder=field_help("project", key),
-                    )
+            yield RecipeForm(PROJECT_FIELDS, id="project-form")
             with Horizontal(classes="field"):
                 yield Label("task", classes="field-label")
                 draft = self.tuner.draft
@@ -184,17 +178,14 @@ class ObjectiveScreen(StepScreen):
             return
         assert draft is not None
         recipe = draft.recipe
-        with self.prevent(Input.Changed, Select.Changed):
-            for key in PROJECT_FIELDS:
-                field = self.query_one(f"#project-{key}", Input)
-                if field.value != getattr(recipe.project, key):
-                    field.value = getattr(recipe.project, key)
+        self.query_one("#project-form", RecipeForm).show(recipe, draft.problems)
+        with self.prevent(Select.Changed):
             task = self.query_one("#model-task", Select)
             if recipe.model.task in TASKS and task.value != recipe.model.task:
                 task.value = recipe.model.task
         project_problems = self.query_one("#project-problems", Static)
-        project_problems.update(problems_content(problems_at(draft.problems, "project", "model.task")))
-        project_problems.display = bool(problems_at(draft.problems, "project", "model.task"))
+        project_problems.update(problems_content(problems_at(draft.problems, "model.task")))
+        project_problems.display = bool(problems_at(draft.problems, "model.task"))
         self._show_objectives(draft)
         # Anything not shown beside a field (schema_version, a malformed objectives list).
         shown = problems_at(draft.problems, "project", "model.task", "objectives")
@@ -260,15 +251,6 @@ class ObjectiveScreen(StepScreen):
         from tuner_tui.app import DraftEdited  # the app imports this module: import when used
 
         return DraftEdited(changes)
-
-    @on(Input.Changed, "#form Input")
-    def _project_changed(self, event: Input.Changed) -> None:
-        draft = self.tuner.draft
-        if draft is None or event.input.id is None or not event.input.id.startswith("project-"):
-            return
-        key = event.input.id.removeprefix("project-")
-        if getattr(draft.recipe.project, key) != event.value:
-            self._edit({f"project.{key}": event.value})
 
     @on(Select.Changed, "#model-task")
     def _task_changed(self, event: Select.Changed) -> None:

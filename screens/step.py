@@ -45,6 +45,9 @@ class StepScreen(Screen[None]):
     # Keys of other sections that this step also edits: their problems show here too.
     ALSO_EDITS: ClassVar[tuple[str, ...]] = ()
     """Top-level recipe keys this step covers; their problems are listed here."""
+    EDITS: ClassVar[dict[str, str]] = {}
+    """Recipe keys this step edits with widgets of its own (not a RecipeForm): key -> widget id.
+    tests/tui/test_recipe_form.py checks that every recipe key has a widget on some step."""
 
     @property
     def tuner(self) -> TunerApp:

@@ -51,3 +51,29 @@ STEPS: tuple[Step, ...] = (
     Step("export", "Export", "6", True, ("environment",), "export", "ExportScreen"),
 )
 """The wizard in order; Welcome first, then the six steps of a recipe."""
+
+# Keys a step edits although their section belongs to another step: their problems show (and mark
+# the sidebar) where the user edits them. The Model step's are the training settings that drive
+# memory, beside the estimate they change.
+MEMORY_KEYS = (
+    "model.dtype",
+    "training.batch_size",
+    "training.max_length",
+    "training.gradient_checkpointing",
+    "training.optimizer",
+    "training.num_processes",
+    "training.nnodes",
+    "training.strategy",
+    "training.master_addr",
+    "training.master_port",
+)
+EDITED_ELSEWHERE: dict[str, str] = {"model.task": "objective", **{key: "model" for key in MEMORY_KEYS}}
+
+
+def step_of_problem(key_path: str) -> str | None:
+    """The step whose screen edits `key_path` (`training.batch_size` -> `model`)."""
+    key = key_path.split("[", 1)[0]
+    if key in EDITED_ELSEWHERE:
+        return EDITED_ELSEWHERE[key]
+    section = key.split(".", 1)[0]
+    return next((step.key for step in STEPS if section in step.sections), None)

@@ -24,24 +24,49 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.message import Message
-from textual.widgets import Button, ProgressBar, Sparkline, Static
+from textual.widgets import Button, Collapsible, ProgressBar, Sparkline, Static
 from textual.worker import get_current_worker
 
 from tuner_tui.errors import TunerError
-from tuner_tui.recipe import Recipe
+from tuner_tui.recipe import Recipe, read_recipe
 from tuner_tui.runs.events import read_events
 from tuner_tui.runs.layout import RunDir
 from tuner_tui.runs.state import ACTIVE_PHASES, CRASHED, read_state
 from tuner_tui.screens.messages import RunPhaseChanged
-from tuner_tui.screens.step import StepScreen
+from tuner_tui.screens.step import NO_DRAFT, StepScreen
 from tuner_tui.widgets.checkpoint_list import CheckpointList
-from tuner_tui.widgets.gauges import GaugePanel, telemetry_gauges
+from tuner_tui.widgets.gauges import Cell, GaugePanel, MetricCells, telemetry_gauges
 from tuner_tui.widgets.log_tail import LogFollower, LogTail
+from tuner_tui.widgets.recipe_form import RecipeForm
 from tuner_tui.widgets.series import Series, Trace
-from tuner_tui.widgets.value_table import ValueTable
 
 if TYPE_CHECKING:
+    from tuner_tui.app import Draft
     from tuner_tui.widgets.run_charts import MetricChart
+
+TRAINING_LOOP = (
+    "training.epochs",
+    "training.max_steps",
+    "training.learning_rate",
+    "training.lr_scheduler",
+    "training.warmup_ratio",
+    "training.weight_decay",
+    "training.max_grad_norm",
+    "training.gradient_accumulation",
+    "training.packing",
+    "training.bucket_by_length",
+    "training.completion_only_loss",
+    "training.log_every_steps",
+    "training.eval_every_steps",
+    "training.save_every_steps",
+    "training.keep_checkpoints",
+    "training.device",
+)
+"""The loop's settings, edited here; memory-shaping ones (batch, length, processes) are on Model."""
+
+METRICS = ("loss", "lr", "grad norm", "speed", "tokens", "eval loss")
+"""The labelled cells of the metric row, in reading order."""
+LOOP_TITLE = "Training loop (saved in the recipe)"
 
 POLL_S = 0.2
 """How often the follower looks for new events (a stat call when nothing changed)."""
@@ -201,6 +226,7 @@ class TrainingScreen(StepScreen):
         Binding("r", "app.start_run", "Start"),
         Binding("s", "app.stop_run", "Stop"),
         Binding("v", "app.save_now", "Save now"),
+        Binding("l", "toggle_log_noise", "Log noise"),
     ]
 
     def __init__(self) -> None:
@@ -212,6 +238,8 @@ class TrainingScreen(StepScreen):
         self.unreadable: str | None = None
         self._dirty: set[str] = set()
         self._shown_phase: str | None = None
+        self.frozen: Recipe | None = None
+        """The followed run's frozen recipe, shown read-only when there is no draft (attach only)."""
 
     def compose_content(self) -> ComposeResult:
         # plotext is imported here, not at module scope: the wizard starts without it.
@@ -231,13 +259,14 @@ class TrainingScreen(StepScreen):
             with Horizontal(id="progress-row"):
                 yield ProgressBar(id="progress", show_eta=False)
                 yield Static("", id="progress-text", markup=False)
-            yield Static("", id="stats")
+            yield MetricCells(METRICS, id="metrics")
             with Horizontal(id="grad-row"):
                 yield Static("grad norm", id="grad-label")
                 yield Sparkline([], id="grad-spark")
             with Horizontal(id="charts"):
                 yield MetricChart("loss", id="loss-chart")
                 yield MetricChart("learning rate", id="lr-chart")
+            yield Static("", id="stats")
             with Horizontal(id="panels"):
                 with Vertical(id="telemetry-box"):
                     yield GaugePanel(id="telemetry")
@@ -245,8 +274,9 @@ class TrainingScreen(StepScreen):
                     yield CheckpointList(id="checkpoints")
             yield LogTail(id="log")
         yield Static("", id="draft-note", markup=False)
-        yield Static("In the draft recipe (read-only for now):", id="values-caption")
-        yield ValueTable(id="values")
+        with Collapsible(title=LOOP_TITLE, id="loop-box", collapsed=False):
+            yield RecipeForm(TRAINING_LOOP, id="loop")
+            yield Static("", id="run-settings", markup=False)
         yield Static("", id="problems")
 
     def on_mount(self) -> None:
@@ -254,6 +284,7 @@ class TrainingScreen(StepScreen):
         self.query_one("#telemetry-box").border_title = "Hardware"
         self.query_one("#checkpoints-box").border_title = "Checkpoints"
         self.query_one("#log", LogTail).border_title = "worker.log"
+        self._draw_following()
         self.watch(self.app, "run_dir", self._run_dir_changed)
         self.set_interval(REDRAW_S, self._redraw_if_dirty)
         self._dirty |= {"phase", "metric", "telemetry", "error"}
@@ -275,8 +306,33 @@ class TrainingScreen(StepScreen):
         self.workers.cancel_group(self, "follow")
         if root is not None:
             self._follow(root)
+        self._draw_following()
+        self.show_draft(self.tuner.draft)
         self._dirty = {"metric", "phase", "telemetry", "error"}
         self._redraw_if_dirty()
+
+    def _draw_following(self) -> None:
+        """A followed run gets the screen: the intro gives way and the loop form folds away, so
+        progress, figures and the loss chart are above the fold at 80x24; with no run, the loop
+        form is what there is to do here."""
+        following = self.run_root is not None
+        self.set_class(following, "-following")
+        self.refresh_bindings()
+        self.query_one(".step-intro").display = not following
+        box = self.query_one("#loop-box", Collapsible)
+        if box.collapsed != following:
+            # Not `box.collapsed = ...`: its watcher scrolls the box into view, away from the run.
+            box.set_reactive(Collapsible.collapsed, following)
+            box._update_collapsed(following)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "toggle_log_noise":
+            return self.run_root is not None  # no run, no log: not in the footer
+        return super().check_action(action, parameters)
+
+    def action_toggle_log_noise(self) -> None:
+        """Show every line of worker.log, or hide library noise again."""
+        self.query_one(LogTail).toggle_noise()
 
     @work(thread=True, exclusive=True, group="follow", description="Follow a run directory")
     def _follow(self, root: Path) -> None:
@@ -427,9 +483,45 @@ class TrainingScreen(StepScreen):
         widget.update(Content("\n").join(lines))
         widget.display = True
 
-    def show_draft(self, draft: Any) -> None:
-        super().show_draft(draft)
+    def show_draft(self, draft: Draft | None) -> None:
+        box = self.query_one("#loop-box", Collapsible)
+        form = self.query_one("#loop", RecipeForm)
+        self.frozen = self._frozen_recipe() if draft is None else None
+        form.disabled = draft is None
+        if self.frozen is not None:
+            # Opened only to attach: the run's own settings, frozen when it started, not editable.
+            assert self.run_root is not None
+            note = self.query_one("#draft-note", Static)
+            note.update(
+                f"No draft recipe: the settings below are the frozen recipe of run {self.run_root.name} "
+                f"({self.run_root / 'recipe.toml'}), read-only. {NO_DRAFT}"
+            )
+            note.display = True
+            box.display = True
+            box.title = f"Training loop of run {self.run_root.name} (frozen recipe, read-only)"
+            form.show(self.frozen)
+            self.query_one("#run-settings", Static).update(self._run_settings(self.frozen))
+            self.query_one("#problems", Static).update("")
+        elif self.show_form(draft, "#loop-box"):
+            assert draft is not None
+            box.title = LOOP_TITLE
+            form.show(draft.recipe, draft.problems)
+            self.query_one("#run-settings", Static).update(self._run_settings(draft.recipe))
+            shown = set(TRAINING_LOOP)
+            self.query_one("#problems", Static).update(
+                self._problems_text(tuple(p for p in draft.problems if p.path not in shown))
+            )
         self._draw_start_problems()
+
+    def _frozen_recipe(self) -> Recipe | None:
+        """RUN/recipe.toml of the followed run, read leniently (None: no run, or not readable)."""
+        if self.run_root is None:
+            return None
+        try:
+            recipe, _, _ = read_recipe(self.run_root / "recipe.toml")
+        except TunerError:  # RecipeError included: a run without a readable recipe shows none
+            return None
+        return recipe
 
     def _draw_errors(self) -> None:
         widget = self.query_one("#run-error", Static)
@@ -463,26 +555,32 @@ class TrainingScreen(StepScreen):
             words.append(f"epoch {_fmt(metric.get('epoch'), '.2f')}")
         if self.active and metric.get("eta_s") is not None:
             words.append(f"ETA {_duration(metric.get('eta_s'))}")
-        self.query_one("#progress-text", Static).update("  ·  ".join(words))
+        self.query_one("#progress-text", Static).update(" · ".join(words))
 
-        stats = Text()
         loss = _number(metric.get("loss"))
         loss_style = "bold red" if loss is not None and not math.isfinite(loss) else "bold"
-        stats.append("loss ", "dim").append(_fmt(metric.get("loss"), ".4f"), loss_style)
-        stats.append("  lr ", "dim").append(_fmt(metric.get("lr"), ".2e"))
-        stats.append("  grad norm ", "dim").append(_fmt(metric.get("grad_norm"), ".3f"))
-        stats.append("  tok/s ", "dim").append(_fmt(metric.get("tokens_per_s"), ",.0f"))
-        stats.append("  tokens ", "dim").append(_fmt(metric.get("tokens_seen"), ",.0f"))
+        cells = [
+            Cell("loss", _fmt(metric.get("loss"), ".4f"), loss_style),
+            Cell("lr", _fmt(metric.get("lr"), ".2e")),
+            Cell("grad norm", _fmt(metric.get("grad_norm"), ".3f")),
+            Cell("speed", _fmt(metric.get("tokens_per_s"), ",.0f", " tokens/s")),
+            Cell("tokens", _fmt(metric.get("tokens_seen"), ",.0f")),
+        ]
         if len(view.eval_loss):
-            stats.append("  eval loss ", "dim").append(_fmt(view.eval_loss.last, ".4f"))
+            cells.append(Cell("eval loss", _fmt(view.eval_loss.last, ".4f")))
+        self.query_one(MetricCells).set_cells(cells)
+
+        stats = Text()
         for model, result in view.final_evals.items():
             shown = ", ".join(
                 f"{key} {_fmt(result[key], '.4f')}"
                 for key in ("loss", "accuracy", "f1_macro", "perplexity", "rouge_l")
                 if key in result
             )
-            stats.append(f"\n{model} model: ", "dim").append(shown or "-")
-        self.query_one("#stats", Static).update(stats)
+            stats.append("\n" if stats else "").append(f"{model} model: ", "dim").append(shown or "-")
+        widget = self.query_one("#stats", Static)
+        widget.update(stats)
+        widget.display = bool(stats)
 
     def _draw_charts(self) -> None:
         view = self.view
@@ -495,30 +593,17 @@ class TrainingScreen(StepScreen):
             [Trace("lr", *view.lr.plot_points(), color="green")]
         )
 
-    # --- the recipe values below the dashboard ------------------------------------------------
+    # --- the recipe's loop settings -------------------------------------------------------------
 
-    def rows(self, recipe: Recipe) -> list[tuple[str, Any]]:
-        training = recipe.training
-        length = (
-            ("training.max_steps", training.max_steps)
-            if training.max_steps > 0
-            else ("training.epochs", training.epochs)
-        )
-        rows: list[tuple[str, Any]] = [
-            length,
-            ("training.learning_rate", training.learning_rate),
-            ("training.lr_scheduler", training.lr_scheduler),
-            ("training.batch_size", training.batch_size),
-            ("training.gradient_accumulation", training.gradient_accumulation),
-            ("training.max_length", training.max_length),
-            ("training.optimizer", training.optimizer),
-            ("training.device", training.device),
-            ("training.num_processes", training.num_processes),
-            ("training.nnodes", training.nnodes),
-            ("training.strategy", training.strategy),
-            ("training.save_every_steps", training.save_every_steps),
+    def _run_settings(self, recipe: Recipe) -> str:
+        """Where runs go, and the settings edited on the Model step that shape a step."""
+        t = recipe.training
+        lines = [
+            f"Per step: batch_size {t.batch_size} x gradient_accumulation {t.gradient_accumulation} x "
+            f"{t.world_size} process(es), sequences up to {t.max_length} tokens (batch, length and "
+            "processes are set on the Model step, where the memory estimate follows them).",
+            f"Runs are written under {self.tuner.runs_dir}.",
         ]
-        rows.append(("runs directory", str(self.tuner.runs_dir)))
         if self.tuner.attach is not None:
-            rows.append(("run to attach", str(self.tuner.attach)))
-        return rows
+            lines.append(f"Attached to {self.tuner.attach}.")
+        return "\n".join(lines)

@@ -104,3 +104,55 @@ def test_doctor_exits_2_when_the_recipe_cannot_run(tiny_recipe, tmp_path: Path) 
     result = tuner("doctor", str(broken), "--runs-dir", str(tmp_path))
     assert result.returncode == 2
     assert "dataset" in result.stdout and "blocking" in result.stdout
+
+
+def _undetectable_csv(tmp_path: Path) -> Path:
+    """Columns no detector knows; two abstracts repeated with another label."""
+    data = tmp_path / "abstracts.csv"
+    rows = [f"abstract number {i} about the heart,{1 + i % 2}" for i in range(8)]
+    rows += ["abstract number 0 about the heart,5", "abstract number 1 about the heart,3"]
+    data.write_text("medical_abstract,condition\n" + "\n".join(rows) + "\n")
+    return data
+
+
+def test_inspect_flags_format_and_field_inspect_data_without_a_recipe(tmp_path: Path) -> None:
+    data = _undetectable_csv(tmp_path)
+    refused = tuner("inspect", str(data), "--json")
+    assert refused.returncode == 2 and "Cannot detect the data format" in refused.stderr
+    assert "--format classification --field text=medical_abstract --field label=condition" in refused.stderr
+    result = tuner(
+        "inspect", str(data), "--json", "--format", "classification",
+        "--field", "text=medical_abstract", "--field", "label=condition",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["format"] == "classification"
+    assert report["fields"] == {"text": "medical_abstract", "label": "condition"}
+    assert report["label_conflicts"]["texts"] == 2 and report["label_conflicts"]["rows"] == 4
+    assert report["length_unit"] == "words" and report["token_lengths"]["unit"] == "words"
+
+
+def test_inspect_flags_bad_values_name_the_flag_and_the_fix(tmp_path: Path) -> None:
+    data = _undetectable_csv(tmp_path)
+    cls = ("--format", "classification")
+    cases = [
+        (("--format", "classificaton"), "--format 'classificaton' is not a data format. Did you mean"),
+        ((*cls, "--field", "text"), "--field 'text' must be ROLE=COLUMN"),
+        ((*cls, "--field", "txt=medical_abstract"), "'txt' is not a role of the classification format"),
+        ((*cls, "--field", "text=abstract"), f"--field text=abstract: {data} has no column 'abstract'"),
+        ((*cls, "--field", "text=medical_abstract"), "Add --field label=<column>"),
+    ]
+    for args, expected in cases:
+        result = tuner("inspect", str(data), *args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert expected in result.stderr, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr  # one paragraph
+
+
+def test_inspect_words_not_tokens_without_a_tokenizer(tmp_path: Path) -> None:
+    data = tmp_path / "notes.jsonl"
+    data.write_text("".join(json.dumps({"text": f"note {i} has five words"}) + "\n" for i in range(5)))
+    result = tuner("inspect", str(data))
+    assert result.returncode == 0, result.stderr
+    assert "words per example" in result.stdout and "tokens per example" not in result.stdout
+    assert "words: whitespace words (no tokenizer given)" in " ".join(result.stdout.split())

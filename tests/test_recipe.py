@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -291,8 +292,15 @@ def test_validate_cli_exit_code_for_bad_input(case: str, tmp_path: Path) -> None
 def test_validate_good_recipe_exits_0(tmp_path: Path) -> None:
     path = tmp_path / "recipe.toml"
     path.write_text(GOOD)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "notes.jsonl").write_text('{"instruction": "Summarise.", "output": "Fine."}\n')
+    # Online, a hub model is fetched at run time: validate cannot (and need not) see it here.
+    online = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     result = subprocess.run(
-        [sys.executable, "-m", "tuner_tui.cli", "validate", str(path)], capture_output=True, text=True
+        [sys.executable, "-m", "tuner_tui.cli", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        env=online,
     )
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout

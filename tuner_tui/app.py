@@ -13,7 +13,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import importlib.resources
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -24,10 +25,12 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.reactive import var
 from textual.screen import Screen
+from textual.widgets import Input, OptionList, TextArea
 from tomlkit import TOMLDocument
 
 from tuner_tui.errors import EXIT_OK, TunerError
 from tuner_tui.paths import absolute_if_local
+from tuner_tui.preflight import preflight_problems
 from tuner_tui.recipe import Problem, Recipe, dumps_recipe, read_recipe, save_recipe, with_changes
 from tuner_tui.runs import control
 from tuner_tui.runs.launcher import start_run
@@ -35,28 +38,54 @@ from tuner_tui.runs.layout import RunDir
 from tuner_tui.runs.state import ACTIVE_PHASES
 from tuner_tui.screens.confirm import ConfirmModal
 from tuner_tui.screens.help import HelpScreen
-from tuner_tui.screens.messages import DraftEdited, RunChosen, RunPhaseChanged
-from tuner_tui.screens.step import problem_section
-from tuner_tui.screens.steps import STEPS
+from tuner_tui.screens.messages import DataInspected, DraftEdited, RunChosen, RunPhaseChanged
+from tuner_tui.screens.steps import STEPS, step_of_problem
 from tuner_tui.screens.welcome import WelcomeScreen
 from tuner_tui.widgets.step_sidebar import SidebarStep, StepSidebar, StepStatus
 
 DEMO_ORIGIN = "built-in demo"
 
 
-def step_statuses(draft: Draft | None) -> dict[str, StepStatus]:
-    """Each step's sidebar status from the draft: problems in its sections need attention."""
+def step_statuses(
+    draft: Draft | None, run_phase: str | None = None, inspected: str | None = None
+) -> dict[str, StepStatus]:
+    """Each step's sidebar status, true to what is known:
+
+    - a problem in a key the step edits: needs attention;
+    - Data: ok only once the current path was inspected without error (`inspected`);
+    - Training, Evaluation and Export: the followed run's phase, never a bare tick;
+    - any other step with a draft and no problem: ok.
+    """
+    flagged = {step_of_problem(p.path) for p in draft.problems} if draft is not None else set()
     statuses = {}
     for step in STEPS:
         if not step.has_status:
             continue
-        if draft is None or not step.sections:
-            statuses[step.key] = StepStatus.NOT_STARTED
-        elif any(problem_section(p.path) in step.sections for p in draft.problems):
-            statuses[step.key] = StepStatus.NEEDS_ATTENTION
+        if draft is None and run_phase is None:
+            status = StepStatus.NOT_STARTED
+        elif step.key in flagged:
+            status = StepStatus.NEEDS_ATTENTION
+        elif step.key in ("training", "evaluation", "export"):
+            status = _run_status(step.key, run_phase)
+        elif draft is None:
+            status = StepStatus.NOT_STARTED
+        elif step.key == "data":
+            status = StepStatus.OK if inspected == draft.recipe.data.path else StepStatus.UNCHECKED
         else:
-            statuses[step.key] = StepStatus.OK
+            status = StepStatus.OK
+        statuses[step.key] = status
     return statuses
+
+
+def _run_status(step: str, phase: str | None) -> StepStatus:
+    if phase is None or phase == "queued" and step != "training":
+        return StepStatus.NOT_STARTED
+    if phase == "completed":
+        return StepStatus.FINISHED
+    if phase in ACTIVE_PHASES:
+        busy = step == "training" or (step == "evaluation" and phase == "evaluating")
+        return StepStatus.RUNNING if busy else StepStatus.NOT_STARTED
+    return StepStatus.FAILED if step == "training" else StepStatus.NOT_STARTED
 
 
 def demo_recipe() -> Traversable:
@@ -76,6 +105,35 @@ class Draft:
     """The file it saves to; None until saved (the demo is never overwritten)."""
     document: TOMLDocument | None = None
     """The TOML it was read from, so saving keeps the user's comments and order."""
+    file_text: str | None = None
+    """The file's text when it was read or last saved here: if the file holds something else now,
+    someone edited it meanwhile, and saving or starting must not silently overwrite that."""
+
+    def changed_on_disk(self) -> bool:
+        """The recipe file was edited (or removed) outside the wizard since it was read or saved."""
+        if self.path is None or self.file_text is None:
+            return False
+        try:
+            return self.path.read_text(encoding="utf-8") != self.file_text
+        except OSError:
+            return True
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder the recipe's relative paths start from: its file's, the demo's, or cwd."""
+        if self.path is not None:
+            return self.path.parent
+        if self.origin == DEMO_ORIGIN:
+            with importlib.resources.as_file(demo_recipe()) as demo_path:
+                return demo_path.parent
+        return Path.cwd()
+
+
+def draft_problems(recipe: Recipe, parse_problems: list[Problem], base_dir: Path) -> tuple[Problem, ...]:
+    """What the steps list: the recipe's problems (`parse_problems` includes `recipe.problems()`),
+    then what the pre-flight checks see on this machine (missing files, devices), so the sidebar
+    and each step say what `tuner run` would refuse before it is started."""
+    return (*parse_problems, *preflight_problems(recipe, base_dir))
 
 
 @dataclass
@@ -111,6 +169,15 @@ class TunerApp(App[None]):
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("t", "toggle_dark", "Theme"),
         Binding("ctrl+s", "save_recipe", "Save"),
+        # While a text field has focus the digit keys type digits, so the step keys are hidden
+        # from the footer and this one is shown: it leaves the field for the step list.
+        # Priority bindings run in the App's own key order. A plain binding would run only once the
+        # key had travelled through the focused field's queue, while the keys typed after it were
+        # already routed to that same field: "name<Tab>domain" put the domain's first letters into
+        # the name, and "<Esc>3" typed the 3 into the field it was meant to leave.
+        Binding("escape", "leave_field", "Leave field", priority=True),
+        Binding("tab", "focus_next", "Next field", show=False, priority=True),
+        Binding("shift+tab", "focus_previous", "Previous field", show=False, priority=True),
         *(
             Binding(
                 step.jump_key,
@@ -133,6 +200,8 @@ class TunerApp(App[None]):
     """The run directory the Training step follows: from `--attach`, or the last run started here."""
     run_phase: var[str | None] = var(None)
     """That run's phase as the Training step shows it; enables stop and save-now."""
+    data_inspected: str | None = None
+    """The data path the Data step last inspected without error (its status is ok only then)."""
     unsaved: bool = False
     """The draft has edits that are not in its file yet (they are autosaved beside it)."""
 
@@ -201,10 +270,42 @@ class TunerApp(App[None]):
         return self._read_draft(Path(path), origin=str(path), keep_path=True)
 
     def start_blank(self) -> None:
-        """Make a recipe of defaults the draft."""
+        """Make a recipe of defaults the draft; unsaved edits of the current one are kept (their
+        autosave is moved aside when the blank draft would reuse its name), after a confirmation."""
+        draft = self.draft
+        if draft is None or not self.unsaved:
+            self._start_blank()
+            return
+        keep = self.autosave_path(draft)
+
+        def answered(start: bool | None) -> None:
+            if start:
+                self._keep_autosave(keep)
+                self._start_blank()
+
+        self.push_screen(
+            ConfirmModal(
+                f"The current draft has unsaved changes (autosaved in {keep}). Start a blank recipe? "
+                "The autosave is kept.",
+                confirm="Start blank",
+            ),
+            answered,
+        )
+
+    def _keep_autosave(self, path: Path) -> None:
+        """A blank draft autosaves to one fixed name: move the old one aside instead of over it."""
+        blank = Path(self.runs_dir) / "recipes" / "unsaved.draft.toml"
+        if path == blank and path.exists():
+            kept = path.with_name(f"unsaved-{time.strftime('%Y%m%d-%H%M%S')}.draft.toml")
+            path.rename(kept)
+            self.notify(f"The previous draft's autosave is kept as {kept}.", markup=False)
+
+    def _start_blank(self) -> None:
         recipe = Recipe()
         self.unsaved = False
-        self.draft = Draft(recipe, tuple(recipe.problems()), origin="blank recipe")
+        self.draft = Draft(
+            recipe, draft_problems(recipe, recipe.problems(), Path.cwd()), origin="blank recipe"
+        )
         self.notify("Started a blank recipe; each step lists what it still needs.")
 
     def set_step_status(self, step: str, status: StepStatus) -> None:
@@ -218,7 +319,13 @@ class TunerApp(App[None]):
             self.notify(str(error), title="Cannot open recipe", severity="error", timeout=10, markup=False)
             return False
         self.unsaved = False
-        self.draft = Draft(recipe, tuple(problems), origin, path if keep_path else None, document)
+        try:
+            text = path.read_text(encoding="utf-8") if keep_path else None
+        except OSError:
+            text = None
+        draft = Draft(recipe, (), origin, path if keep_path else None, document, text)
+        problems = list(draft_problems(recipe, problems, draft.base_dir))
+        self.draft = dataclasses.replace(draft, problems=tuple(problems))
         if problems:
             count = f"{len(problems)} problem" + ("s" if len(problems) != 1 else "")
             self.notify(
@@ -232,7 +339,18 @@ class TunerApp(App[None]):
 
     def watch_draft(self, draft: Draft | None) -> None:
         self.sub_title = (draft.origin + (" (unsaved changes)" if self.unsaved else "")) if draft else ""
-        self.step_status = step_statuses(draft)
+        self._refresh_statuses()
+
+    def watch_run_phase(self, phase: str | None) -> None:
+        self._refresh_statuses()
+
+    def _refresh_statuses(self) -> None:
+        self.step_status = step_statuses(self.draft, self.run_phase, self.data_inspected)
+
+    @on(DataInspected)
+    def _data_inspected(self, event: DataInspected) -> None:
+        self.data_inspected = event.path if event.ok else None
+        self._refresh_statuses()
 
     @on(DraftEdited)
     def _draft_edited(self, event: DraftEdited) -> None:
@@ -241,7 +359,9 @@ class TunerApp(App[None]):
             return
         recipe, problems = with_changes(draft.recipe, event.changes)
         self.unsaved = True
-        self.draft = dataclasses.replace(draft, recipe=recipe, problems=tuple(problems))
+        self.draft = dataclasses.replace(
+            draft, recipe=recipe, problems=draft_problems(recipe, problems, draft.base_dir)
+        )
         self._autosave(self.draft)
 
     def autosave_path(self, draft: Draft) -> Path:
@@ -276,7 +396,34 @@ class TunerApp(App[None]):
                 SaveAsModal(Path.cwd() / f"{draft.recipe.project.name or 'recipe'}.toml"), chosen
             )
             return
+        if draft.changed_on_disk():
+            self._confirm_overwrite(draft, lambda: self._save_to(draft, draft.path))  # type: ignore[arg-type]
+            return
         self._save_to(draft, draft.path)
+
+    def _confirm_overwrite(self, draft: Draft, then: Callable[[], object]) -> None:
+        """The recipe file changed outside the wizard: overwrite it only when the user says so."""
+
+        def answered(overwrite: bool | None) -> None:
+            if overwrite:
+                then()
+            else:
+                self.notify(
+                    f"Kept {draft.path} as it is on disk. Open it again from Welcome (0) to load that "
+                    "version; the wizard's edits stay in the draft (and its autosave) until then.",
+                    severity="warning",
+                    timeout=10,
+                    markup=False,
+                )
+
+        self.push_screen(
+            ConfirmModal(
+                f"{draft.path} changed on disk since the wizard read it (edited elsewhere?). Overwrite "
+                "it with the wizard's draft? Those edits on disk would be lost.",
+                confirm="Overwrite",
+            ),
+            answered,
+        )
 
     def _save_to(self, draft: Draft, path: Path) -> None:
         try:
@@ -290,7 +437,7 @@ class TunerApp(App[None]):
             # Paths in the recipe were relative to where it came from; keep them pointing there.
             self.open_recipe(path)
         else:
-            self.draft = draft
+            self.draft = dataclasses.replace(draft, file_text=path.read_text(encoding="utf-8"))
         self.notify(f"Saved {path}.", markup=False)
 
     async def action_quit(self) -> None:
@@ -347,10 +494,26 @@ class TunerApp(App[None]):
                 rows.append((key, description))
         self.push_screen(HelpScreen(rows))
 
+    def _typing(self) -> bool:
+        """A text field has focus: printable keys (digits included) go into it."""
+        return isinstance(self.focused, (Input, TextArea))
+
+    def action_leave_field(self) -> None:
+        """Leave the text field for the step list, where the digit keys jump to steps again."""
+        sidebar = self.screen.query(StepSidebar)
+        if sidebar:
+            sidebar.first().query_one(OptionList).focus()
+        else:
+            self.screen.set_focus(None)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # Over a modal (help), step jumps would switch the mode underneath it.
         if action in ("goto", "help") and self.screen.is_modal:
             return False
+        if action == "leave_field":
+            return self._typing()
+        if action in ("goto", "help", "toggle_dark", "quit") and self._typing():
+            return False  # the key types into the field; the footer must not say otherwise
         # None shows the key greyed out: it exists, but the followed run is not in a state for it.
         if action in ("stop_run", "save_now"):
             return True if self.run_phase in ACTIVE_PHASES else None
@@ -392,7 +555,30 @@ class TunerApp(App[None]):
         if self.run_phase in ACTIVE_PHASES:
             self.notify("A run is already going here; stop it first, or start one with `tuner run`.")
             return
-        self._launch(draft)
+        if draft.changed_on_disk():
+            # Starting saves the draft into its file: never over edits made there meanwhile.
+            self._confirm_overwrite(draft, lambda: self._ask_to_start(draft))
+            return
+        self._ask_to_start(draft)
+
+    def _ask_to_start(self, draft: Draft) -> None:
+        t = draft.recipe.training
+        length = f"{t.max_steps} steps" if t.max_steps else f"{t.epochs:g} epoch(s)"
+        where = f"{t.world_size} processes" if t.world_size > 1 else f"device {t.device}"
+
+        def answered(start: bool | None) -> None:
+            if start:
+                self._launch(draft)
+
+        self.push_screen(
+            ConfirmModal(
+                f"Start training {draft.recipe.project.name}: {length}, {draft.recipe.method.type} on "
+                f"{draft.recipe.model.name_or_path or '?'}, {where}? It runs detached under "
+                f"{self.runs_dir}; quitting tuner leaves it running.",
+                confirm="Start run",
+            ),
+            answered,
+        )
 
     @work(thread=True, exclusive=True, group="start-run", description="Start a run")
     def _launch(self, draft: Draft) -> None:
@@ -425,10 +611,12 @@ class TunerApp(App[None]):
             return draft.path
         # Local paths in the draft are relative to where it came from; the copy lives elsewhere.
         recipe = copy.deepcopy(draft.recipe)
-        with importlib.resources.as_file(demo_recipe()) as demo_path:
-            base = demo_path.parent if draft.origin == DEMO_ORIGIN else Path.cwd()
-            recipe.data.path = absolute_if_local(recipe.data.path, base)
-            recipe.model.name_or_path = absolute_if_local(recipe.model.name_or_path, base)
+        recipe.data.path = absolute_if_local(recipe.data.path, draft.base_dir)
+        recipe.model.name_or_path = absolute_if_local(recipe.model.name_or_path, draft.base_dir)
+        for key in ("probes", "pairs_file"):
+            value = getattr(recipe.bias, key)
+            if value and value != "builtin":
+                setattr(recipe.bias, key, absolute_if_local(value, draft.base_dir))
         folder = Path(self.runs_dir) / "recipes"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{recipe.project.name or 'recipe'}-{recipe.hash()[:6]}.toml"
@@ -437,6 +625,10 @@ class TunerApp(App[None]):
 
     @on(RunStarted)
     def _run_started(self, event: RunStarted) -> None:
+        draft = self.draft
+        if draft is not None and draft.path is not None and draft.path.exists():
+            # Starting saved the draft into its file: that is what the file holds now.
+            self.draft = dataclasses.replace(draft, file_text=draft.path.read_text(encoding="utf-8"))
         self.run_dir = event.run
         self.run_phase = "queued"
         self.notify(f"Started {event.run.name}; quitting tuner leaves it running.", markup=False)

@@ -13,26 +13,33 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from tuner_tui.errors import EXIT_INVALID_INPUT, EXIT_OK, TunerError
+
+if TYPE_CHECKING:
+    from tuner_tui.runs.layout import RunDir
 
 app = typer.Typer(
     name="tuner",
     help="Fine-tune language models for your domain: a terminal wizard and its headless commands.",
-    rich_markup_mode="rich",
+    # Help texts name recipe sections ("[training] nnodes"): printed literally, never as markup.
+    rich_markup_mode=None,
     no_args_is_help=False,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )
-# soft_wrap: printed paths and commands stay on one line, ready to copy.
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+# soft_wrap: printed paths and commands stay on one line, ready to copy. markup=False: messages
+# name recipe sections ("[data] path") and lists ("[a, b]"), which must print as written; styling
+# is given as Text styles instead.
+console = Console(soft_wrap=True, markup=False)
+err_console = Console(stderr=True, soft_wrap=True, markup=False)
 
 RunsDir = Annotated[Path, typer.Option("--runs-dir", help="Folder that holds run directories.")]
 DEFAULT_RUNS_DIR = Path("runs")
@@ -64,12 +71,16 @@ def demo(runs_dir: RunsDir = DEFAULT_RUNS_DIR) -> None:
 @app.command()
 def validate(recipe: Annotated[Path, typer.Argument(help="Recipe TOML file.")]) -> None:
     """Check a recipe and print every problem at once (exit 2 if any)."""
+    from tuner_tui.preflight import check_runnable
     from tuner_tui.recipe import RecipeError, read_recipe
 
     loaded, problems, _ = read_recipe(recipe)
+    # Type problems first (a value that failed to parse is left at its default, and pre-flight
+    # would judge the default), then every problem of a well-typed recipe at once.
     if problems:
         raise RecipeError(str(recipe), problems)
-    console.print(f"[green]OK[/] {recipe}: recipe hash {loaded.hash()[:12]}")
+    check_runnable(loaded, recipe.resolve().parent, recipe)
+    console.print(Text.assemble(("OK", "green"), f" {recipe}: recipe hash {loaded.hash()[:12]}"))
 
 
 @app.command()
@@ -119,7 +130,7 @@ def run(
         run_dir = resume_run(resume, placement)
     else:
         run_dir = start_run(recipe, runs_dir, placement)  # type: ignore[arg-type]
-    console.print(f"Run [bold]{run_dir.run_id}[/] started: {run_dir.root}")
+    console.print(Text.assemble("Run ", (run_dir.run_id, "bold"), f" started: {run_dir.root}"))
     if detach:
         console.print(f"Follow it: tuner attach {run_dir.root}    Stop it: tuner stop {run_dir.root}")
         raise typer.Exit(EXIT_OK)
@@ -191,6 +202,12 @@ def stop(run_dir: Annotated[Path, typer.Argument(help="Run directory.")]) -> Non
     if phase in TERMINAL_PHASES or phase == "crashed":
         raise TunerError(f"The run {run_.root} is not running (phase {phase}); nothing to stop.")
     control.request(run_.control, "stop", by="tuner stop")
+    if phase == "evaluating":
+        console.print(
+            "Stop requested; the run is evaluating: it ends 'stopped' after the current batch, keeping "
+            f"the trained adapter. Evaluate it later with: tuner eval {run_.root}"
+        )
+        return
     console.print(
         f"Stop requested; the run saves a checkpoint at its next step. Watch: tuner attach {run_.root}"
     )
@@ -217,15 +234,33 @@ def inspect(
         Path | None,
         typer.Option("--recipe", "-r", help="Use this recipe's format, fields, tokenizer and max_length."),
     ] = None,
+    data_format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="The data format (auto, alpaca, sharegpt, messages, prompt_completion, text, "
+            "classification); overrides the recipe's. Default: detected from the columns.",
+        ),
+    ] = None,
+    field: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--field",
+            metavar="ROLE=COLUMN",
+            help="Map a role to a column, e.g. --field text=abstract --field label=condition; repeat it for "
+            "each role. Merged over the recipe's fields.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     skip_bad_rows: Annotated[
         bool, typer.Option("--skip-bad-rows", help="Skip and count malformed rows instead of stopping.")
     ] = False,
 ) -> None:
-    """Inspect a dataset: format, token lengths, duplicates, PII, labels."""
+    """Inspect a dataset: format, token lengths, duplicates, PII, labels, label conflicts."""
     import json
 
     _quiet_libraries()
+    from tuner_tui.data.probe import inspect_data_config
     from tuner_tui.data.render import render_report
     from tuner_tui.data.report import inspect_dataset
 
@@ -237,6 +272,8 @@ def inspect(
         loaded = load_recipe(recipe)
         data_config, max_length, base_dir = loaded.data, loaded.training.max_length, recipe.resolve().parent
         tokenizer = load_tokenizer(loaded.model, base_dir)
+    # checked against the file's header first, so a bad flag is named before anything loads
+    data_config = inspect_data_config(data, data_config, data_format, field or [], base_dir)
     with err_console.status(f"Inspecting {data}..."):
         report = inspect_dataset(
             data,
@@ -261,14 +298,16 @@ def estimate(
     import json
 
     _quiet_libraries()
-    from tuner_tui.modeling.estimate import estimate_memory, render_estimate
+    from tuner_tui.modeling.estimate import estimate_memory
     from tuner_tui.recipe import load_recipe
+    from tuner_tui.views.estimate import print_estimate
 
-    result = estimate_memory(load_recipe(recipe), base_dir=recipe.resolve().parent)
+    loaded = load_recipe(recipe)
+    result = estimate_memory(loaded, base_dir=recipe.resolve().parent)
     if as_json:
         print(json.dumps(result.to_json(), indent=2))
     else:
-        render_estimate(result, console)
+        print_estimate(console, result, nodes=loaded.training.nnodes)
 
 
 @app.command(name="eval")
@@ -277,16 +316,96 @@ def eval_(
     pairs: Annotated[
         Path | None, typer.Option("--pairs", help="CrowS-Pairs-format CSV for the paired bias benchmark.")
     ] = None,
+    detach: Annotated[
+        bool, typer.Option("--detach", "-d", help="Start the evaluation and return at once.")
+    ] = False,
 ) -> None:
-    """Evaluate a finished run against its objectives: exit 0 pass, 3 objectives not met."""
-    _quiet_libraries()
-    from tuner_tui.errors import EXIT_OBJECTIVES_FAILED
-    from tuner_tui.evaluation.run import reevaluate
-    from tuner_tui.runs.layout import RunDir
+    """Evaluate a finished run again against its objectives: exit 0 pass, 3 objectives not met.
 
-    run_ = RunDir.open(run_dir)
-    with console.status("Evaluating base and tuned models..."):
-        report = reevaluate(run_, pairs)
+    The evaluation runs detached, holding the run's lock (exit 2, naming the pid, while another
+    process holds it), and this command follows it: Ctrl-C or a dropped connection only detaches
+    (exit 130; the evaluation goes on), SIGTERM stops it (the old report is kept)."""
+    from tuner_tui.runs import control
+    from tuner_tui.runs.launcher import start_evaluation
+
+    started = start_evaluation(run_dir, pairs, by="tuner eval")
+    run_ = started.run
+    if detach:
+        console.print(f"Evaluating {run_.run_id} in the background (pid {started.pid}).")
+        console.print(f"Follow it: tuner attach {run_.root}    Stop it: tuner stop {run_.root}")
+        raise typer.Exit(EXIT_OK)
+
+    def stop_evaluation(signum: int, frame: object) -> None:
+        console.print("SIGTERM: stopping the evaluation after its current batch (the old report is kept).")
+        control.request(run_.control, "stop", by=f"SIGTERM to tuner eval (pid {os.getpid()})")
+
+    signal.signal(signal.SIGTERM, stop_evaluation)
+    try:
+        with console.status("Evaluating base and tuned models...") as status:
+            state, errors = _follow_evaluation(run_, started.events_offset, status.update)
+    except KeyboardInterrupt:
+        console.print(
+            Text.assemble(
+                f"\nDetached; the evaluation goes on (pid {started.pid}). Follow it: ",
+                (f"tuner attach {run_.root}", "bold"),
+                "  Stop it: ",
+                (f"tuner stop {run_.root}", "bold"),
+            )
+        )
+        raise typer.Exit(130) from None
+    _print_evaluation(run_, state, errors)
+
+
+def _follow_evaluation(
+    run: RunDir, offset: int, say: Callable[[str], object], poll_s: float = 0.25
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Read the evaluation's events from `offset` until its phase ends; returns the final state
+    and the `error` events it wrote."""
+    from tuner_tui.runs.events import read_events
+    from tuner_tui.runs.state import CRASHED, TERMINAL_PHASES, read_state
+
+    errors: list[dict[str, Any]] = []
+
+    def take(events: list[dict[str, Any]]) -> None:
+        for event in events:
+            if event.get("type") == "error":
+                errors.append(event)
+            elif event.get("type") == "eval" and "model" in event:
+                say(f"Evaluating base and tuned models... ({event['model']} model measured)")
+
+    while True:
+        events, offset = read_events(run.events, offset)
+        take(events)
+        if not events:
+            state = read_state(run.state)
+            if state.get("phase") in TERMINAL_PHASES or state.get("phase") == CRASHED:
+                take(read_events(run.events, offset)[0])  # written after state.json
+                return state, errors
+            time.sleep(poll_s)
+
+
+def _print_evaluation(run: RunDir, state: dict[str, Any], errors: list[dict[str, Any]]) -> None:
+    """The objectives table and the verdict of a finished evaluation; the exit code says it."""
+    import json
+
+    from tuner_tui.errors import EXIT_OBJECTIVES_FAILED, RunFailedError
+    from tuner_tui.evaluation.report import sample_note
+
+    phase = state.get("phase")
+    if phase == "stopped":
+        raise TunerError(
+            f"Evaluation of {run.root} stopped as requested; its report is unchanged. Evaluate it "
+            f"again with: tuner eval {run.root}"
+        )
+    if phase != "completed":
+        if errors:
+            last = errors[-1]
+            raise RunFailedError(f"{last.get('message')}\nhint: {last.get('hint')}")
+        raise RunFailedError(
+            f"The evaluation of {run.root} ended '{phase}' (pid {state.get('pid')} is gone) without "
+            f"saying why. See {run.log}; evaluate again with: tuner eval {run.root}"
+        )
+    report = json.loads((run.report / "report.json").read_text(encoding="utf-8"))
     table = Table(
         "metric", "target", "base", "tuned", "result", title=f"Objectives ({report['split']} split)"
     )
@@ -297,11 +416,16 @@ def eval_(
             f"{o['direction']} {o['target']:g}",
             fmt(o["base"]) if isinstance(o["base"], float) else "-",
             fmt(o["tuned"]) if isinstance(o["tuned"], float) else "-",
-            "[green]pass[/]" if o["passed"] else "[red]FAIL[/]",
+            Text("pass", "green") if o["passed"] else Text("FAIL", "red"),
         )
     if report["objectives"]:
         console.print(table)
-    console.print(f"Verdict: [bold]{report['verdict']}[/]. Report: {run_.report / 'report.md'}")
+    console.print(
+        Text.assemble("Verdict: ", (report["verdict"], "bold"), f". Report: {run.report / 'report.md'}")
+    )
+    note = sample_note(report)
+    if note:
+        console.print(note.replace("`", ""), highlight=False)
     raise typer.Exit(EXIT_OBJECTIVES_FAILED if report["verdict"] == "fail" else EXIT_OK)
 
 
@@ -346,13 +470,24 @@ def doctor(
     table = Table("check", "status", "detail", title="tuner doctor", caption=versions)
     for check in checks:
         status = (
-            "[green]ok[/]" if check.ok else ("[red]blocking[/]" if check.blocking else "[yellow]warning[/]")
+            Text("ok", "green")
+            if check.ok
+            else Text.assemble(("blocking", "red") if check.blocking else ("warning", "yellow"))
         )
-        detail = check.detail if check.ok else f"{check.problem}\n[dim]fix:[/] {check.fix}"
+        detail = (
+            Text(check.detail)
+            if check.ok
+            else Text.assemble(f"{check.problem}\n", ("fix:", "dim"), f" {check.fix}")
+        )
         table.add_row(check.name, status, detail)
     console.print(table)
     if any(check.blocking for check in checks):
         raise typer.Exit(EXIT_INVALID_INPUT)
+
+
+def print_error(error: TunerError) -> None:
+    """One paragraph on stderr, exactly as the message is written (brackets included)."""
+    err_console.print(Text.assemble(("error:", "bold red"), f" {error}"), highlight=False, soft_wrap=True)
 
 
 def main() -> None:
@@ -360,27 +495,75 @@ def main() -> None:
     try:
         app(standalone_mode=True)
     except TunerError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        print_error(exc)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:  # a bug in tuner: short message here, full traceback in a file
-        report = _write_crash_report(exc)
+        report = _write_crash_report(exc, sys.argv[1:])
         err_console.print(
-            f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\nThis is a bug in tuner, "
-            f"not in your input. The traceback is in {report}; please include it in a bug report.",
+            Text.assemble(
+                ("internal error:", "bold red"),
+                f" {type(exc).__name__}: {exc}\nThis is a bug in tuner, not in your input. The "
+                f"traceback is in {report}; please include it in a bug report.",
+            ),
             highlight=False,
         )
         sys.exit(1)
 
 
-def _write_crash_report(exc: BaseException) -> Path:
+def _write_crash_report(exc: BaseException, args: list[str] | None = None) -> Path | str:
+    """Write the traceback of `exc` to a new file that only this user can read; returns its path.
+
+    The file goes into the run directory the command was given (`tuner eval RUN_DIR`, ...) when
+    one of `args` names one, else into the user's state folder ($XDG_STATE_HOME/tuner, by default
+    ~/.local/state/tuner), else the cache folder ($XDG_CACHE_HOME/tuner, ~/.cache/tuner), else
+    the temp folder. Never a fixed or guessable name in a shared folder: each report is created
+    exclusively (mkstemp: O_CREAT|O_EXCL, mode 0600, a unique name), so a planted symlink is
+    never followed and two crashes in one second write two reports. When no folder takes it,
+    the traceback goes to stderr and the result says so.
+    """
     import tempfile
     import traceback
 
-    report = Path(tempfile.gettempdir()) / f"tuner-crash-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    report.write_text("".join(traceback.format_exception(exc)), encoding="utf-8")
-    return report
+    text = "".join(traceback.format_exception(exc))
+
+    def is_run_dir(arg: str) -> bool:
+        try:
+            return (Path(arg) / "state.json").is_file() and (Path(arg) / "recipe.toml").is_file()
+        except (OSError, ValueError):  # a name too long, a NUL byte: not a run directory
+            return False
+
+    folders = [Path(arg) for arg in args or [] if not arg.startswith("-") and is_run_dir(arg)][:1]
+    try:
+        home: Path | None = Path.home()
+    except RuntimeError:  # no HOME and no password entry
+        home = None
+    for variable, default in (("XDG_STATE_HOME", ".local/state"), ("XDG_CACHE_HOME", ".cache")):
+        configured = Path(os.environ.get(variable, ""))
+        # The XDG spec: a relative path is invalid and must be ignored.
+        if configured.is_absolute():
+            folders.append(configured / "tuner")
+        elif home is not None:
+            folders.append(home / default / "tuner")
+    folders.append(Path(tempfile.gettempdir()))
+    for folder in folders:
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(
+                prefix=f"tuner-crash-{time.strftime('%Y%m%d-%H%M%S')}-", suffix=".log", dir=folder
+            )
+        except OSError:
+            continue
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as report:
+                report.write(text)
+        except OSError:  # e.g. a full disk: try the next folder
+            Path(name).unlink(missing_ok=True)
+            continue
+        return Path(name)
+    sys.stderr.write(text)
+    return "the output above (no folder could take a report)"
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -27,6 +29,7 @@ import tomlkit
 import tomlkit.exceptions
 from tomlkit.items import Table
 
+from tuner_tui.data.ops import STEP_PARAMS, UNAVAILABLE_OPS
 from tuner_tui.errors import TunerError
 
 SCHEMA_VERSION = 1
@@ -98,16 +101,17 @@ METRIC_TASKS = {
 }
 METRICS = tuple(METRIC_TASKS)
 SPLITS = ("test", "validation")
-CLEANING_OPS = (
-    "drop_empty",
-    "normalize",
-    "length_filter",
-    "dedup_exact",
-    "dedup_near",
-    "redact_pii",
-    "drop_pii_rows",
-    "filter_language",
-)
+CLEANING_OPS = (*STEP_PARAMS, *UNAVAILABLE_OPS)  # the engine's registry (stdlib only): one list
+# Upper bounds that keep a typo from starting a run that cannot end or allocate: numpy/torch seeds
+# are 32-bit; a billion epochs or a batch of 10**12 is never meant.
+MAX_SEED = 2**32 - 1
+MAX_EPOCHS = 1000.0
+MAX_STEPS = 100_000_000
+MAX_BATCH = 65_536
+MAX_LENGTH = 1_048_576
+MAX_NEW_TOKENS = 32_768
+# Prompt-learning methods prepend virtual tokens: they cannot see packed (flattened) batches.
+PROMPT_METHODS = ("prompt_tuning", "prefix_tuning")
 BIAS_GROUPS = ("gender", "race_ethnicity", "religion", "age", "disability", "nationality")
 
 
@@ -128,7 +132,9 @@ class ProjectConfig:
     name: str = _f("untitled", help="Short name of the project; used in run ids.")
     domain: str = _f("", help="The specialised domain, e.g. 'clinical notes' or 'legal contracts'.")
     description: str = _f("", help="What the tuned model should do, in a sentence or two.")
-    seed: int = _f(42, help="Random seed for data splits, initialisation and data order.", min=0)
+    seed: int = _f(
+        42, help="Random seed for data splits, initialisation and data order.", min=0, max=MAX_SEED
+    )
 
 
 @dataclass
@@ -227,7 +233,7 @@ class ModelConfig:
 class MethodConfig:
     type: str = _f("lora", help="Fine-tuning method: a PEFT adapter, full tuning or freeze.", choices=METHODS)
     r: int = _f(16, help="Adapter rank (LoRA family).", min=1, max=4096)
-    alpha: float = _f(32.0, help="LoRA scaling alpha; the update is scaled by alpha / r.", gt=0.0)
+    alpha: float = _f(32.0, help="LoRA scaling alpha; the update is scaled by alpha / r.", gt=0.0, max=1e6)
     dropout: float = _f(0.05, help="Dropout on the adapter input.", min=0.0, max=0.9)
     target_modules: str | list[str] = _f(
         "all-linear", help="Modules to adapt: 'all-linear' or a list of module names."
@@ -235,17 +241,21 @@ class MethodConfig:
     rslora: bool = _f(False, help="Rank-stabilised LoRA scaling (alpha / sqrt(r)).")
     init: str = _f("default", help="LoRA weight initialisation.", choices=LORA_INITS)
     num_virtual_tokens: int = _f(20, help="Virtual tokens for prompt/prefix tuning.", min=1, max=1024)
-    trainable_layers: int = _f(2, help="For 'freeze': train only the last N layers.", min=1)
+    trainable_layers: int = _f(2, help="For 'freeze': train only the last N layers.", min=1, max=10_000)
 
 
 @dataclass
 class TrainingConfig:
-    epochs: float = _f(3.0, help="Passes over the training split (used when max_steps = 0).", gt=0.0)
-    max_steps: int = _f(0, help="Optimizer steps to run; 0 = use epochs.", min=0)
+    epochs: float = _f(
+        3.0, help="Passes over the training split (used when max_steps = 0).", gt=0.0, max=MAX_EPOCHS
+    )
+    max_steps: int = _f(0, help="Optimizer steps to run; 0 = use epochs.", min=0, max=MAX_STEPS)
     learning_rate: float = _f(2e-4, help="Peak learning rate.", gt=0.0, max=1.0)
-    batch_size: int = _f(8, help="Examples per device per forward pass.", min=1)
-    gradient_accumulation: int = _f(1, help="Forward passes per optimizer step.", min=1)
-    max_length: int = _f(512, help="Longest sequence in tokens; longer examples are truncated.", min=8)
+    batch_size: int = _f(8, help="Examples per device per forward pass.", min=1, max=MAX_BATCH)
+    gradient_accumulation: int = _f(1, help="Forward passes per optimizer step.", min=1, max=MAX_BATCH)
+    max_length: int = _f(
+        512, help="Longest sequence in tokens; longer examples are truncated.", min=8, max=MAX_LENGTH
+    )
     packing: bool = _f(False, help="Pack several short examples into one sequence.")
     bucket_by_length: bool = _f(
         False, help="Batch examples of similar length together to reduce padding (instead of packing)."
@@ -253,20 +263,27 @@ class TrainingConfig:
     lr_scheduler: str = _f("linear", help="Learning-rate schedule.", choices=LR_SCHEDULERS)
     warmup_ratio: float = _f(0.0, help="Share of steps spent warming up.", min=0.0, max=0.5)
     weight_decay: float = _f(0.0, help="AdamW weight decay.", min=0.0, max=1.0)
-    max_grad_norm: float = _f(1.0, help="Gradient clipping norm; 0 disables clipping.", min=0.0)
+    max_grad_norm: float = _f(1.0, help="Gradient clipping norm; 0 disables clipping.", min=0.0, max=1e6)
     optimizer: str = _f("adamw_torch", help="Optimizer.", choices=OPTIMIZERS)
     gradient_checkpointing: bool = _f(False, help="Recompute activations to save memory.")
     completion_only_loss: bool = _f(
         True, help="For instruction/chat data, learn only the responses, not the prompts."
     )
-    log_every_steps: int = _f(1, help="Emit a metric event every N optimizer steps.", min=1)
-    eval_every_steps: int = _f(0, help="Evaluate on validation every N steps; 0 = each epoch.", min=0)
-    save_every_steps: int = _f(100, help="Save a checkpoint every N steps.", min=1)
-    keep_checkpoints: int = _f(2, help="How many newest checkpoints to keep.", min=1)
-    num_processes: int = _f(
-        1, help="Training processes per node (one per GPU); more than 1 launches through torchrun.", min=1
+    log_every_steps: int = _f(1, help="Emit a metric event every N optimizer steps.", min=1, max=MAX_STEPS)
+    eval_every_steps: int = _f(
+        0, help="Evaluate on validation every N steps; 0 = each epoch.", min=0, max=MAX_STEPS
     )
-    nnodes: int = _f(1, help="Machines taking part; each runs `tuner run ... --node-rank K`.", min=1)
+    save_every_steps: int = _f(100, help="Save a checkpoint every N steps.", min=1, max=MAX_STEPS)
+    keep_checkpoints: int = _f(2, help="How many newest checkpoints to keep.", min=1, max=1000)
+    num_processes: int = _f(
+        1,
+        help="Training processes per node (one per GPU); more than 1 launches through torchrun.",
+        min=1,
+        max=1024,
+    )
+    nnodes: int = _f(
+        1, help="Machines taking part; each runs `tuner run ... --node-rank K`.", min=1, max=4096
+    )
     strategy: str = _f(
         "ddp",
         help="How processes share the work: ddp replicates the model, fsdp shards weights, "
@@ -309,18 +326,23 @@ class TrainingConfig:
 
 @dataclass
 class GenerationConfig:
-    max_new_tokens: int = _f(128, help="Longest generated answer in evaluation.", min=1)
+    max_new_tokens: int = _f(128, help="Longest generated answer in evaluation.", min=1, max=MAX_NEW_TOKENS)
     do_sample: bool = _f(False, help="Sample instead of greedy decoding.")
-    temperature: float = _f(1.0, help="Sampling temperature.", gt=0.0)
+    temperature: float = _f(1.0, help="Sampling temperature.", gt=0.0, max=100.0)
     top_p: float = _f(1.0, help="Nucleus sampling threshold.", gt=0.0, max=1.0)
-    num_beams: int = _f(1, help="Beam search width; 1 = greedy.", min=1)
+    num_beams: int = _f(1, help="Beam search width; 1 = greedy.", min=1, max=64)
 
 
 @dataclass
 class EvaluationConfig:
     metrics: list[str] = _f([], help="Metrics to compute; empty = the defaults for the task.")
-    max_samples: int = _f(200, help="Evaluate on at most this many examples.", min=1)
+    max_samples: int = _f(200, help="Evaluate on at most this many examples.", min=1, max=10_000_000)
     compare_base: bool = _f(True, help="Also evaluate the base model, for a before/after comparison.")
+    show_raw_samples: bool = _f(
+        False,
+        help="Quote samples in the report as written; by default personal data in them (emails, "
+        "phone numbers, card numbers, keys, ...) is masked, as tuner inspect masks it.",
+    )
     generation: GenerationConfig = field(
         default_factory=GenerationConfig,
         metadata={"help": "Decoding settings for generation metrics."},
@@ -410,6 +432,43 @@ class Recipe:
                     f"{why}. Set strategy = 'ddp', or use type = 'lora'.",
                 )
             )
+        if t.packing and t.bucket_by_length:
+            found.append(
+                Problem(
+                    "training.bucket_by_length",
+                    "is true and so is packing; they are alternatives: packing removes padding by "
+                    "joining examples into one row, bucketing reduces it by batching examples of similar "
+                    "length. Set one of them to false.",
+                )
+            )
+        if t.packing and self.method.type in PROMPT_METHODS:
+            found.append(
+                Problem(
+                    "training.packing",
+                    f"is true, which does not work with [method] type = '{self.method.type}': its virtual "
+                    "tokens are prepended to each row, and a packed row holds several examples. Set "
+                    "packing = false, or use type = 'lora'.",
+                )
+            )
+        if t.gradient_checkpointing and self.method.type == "prefix_tuning":
+            # The prefixes reach each layer as a key/value cache; checkpointed layers recompute without
+            # it in transformers 5 (use_cache is forced off), so the prefix would silently vanish.
+            found.append(
+                Problem(
+                    "training.gradient_checkpointing",
+                    "is true, which cannot be combined with [method] type = 'prefix_tuning' (the prefix "
+                    "would silently vanish in recomputed layers). Set gradient_checkpointing = false, or "
+                    "use prompt_tuning or lora.",
+                )
+            )
+        if self.method.type == "adalora" and 0 < t.max_steps < 3:
+            found.append(
+                Problem(
+                    "training.max_steps",
+                    f"is {t.max_steps}, but [method] type = 'adalora' reallocates ranks over the schedule "
+                    "and needs at least 3 optimizer steps. Raise max_steps, or use type = 'lora'.",
+                )
+            )
         task = self.model.task
         chosen = [(f"objectives[{i}].metric", o.metric) for i, o in enumerate(self.objectives)]
         chosen += [(f"evaluation.metrics[{i}]", m) for i, m in enumerate(self.evaluation.metrics)]
@@ -451,6 +510,9 @@ class Problem:
     message: str
     line: int | None = None
     column: int | None = None
+    machine: bool = False
+    """About this machine, not the recipe (no CUDA GPU here for device = 'cuda'): the recipe may
+    well be right for the GPU box it is meant for, so estimates still work out its memory."""
 
     def __str__(self) -> str:
         where = self.path
@@ -613,6 +675,13 @@ def _check_section(obj: Any, path: str, problems: list[Problem]) -> None:
         meta = f.metadata
         if "choices" in meta and value not in meta["choices"]:
             problems.append(Problem(where, _bad_choice(value, meta["choices"])))
+        if isinstance(value, float) and not math.isfinite(value):
+            # nan compares false with every bound, so it would pass them all and then crash the
+            # run (learning_rate) or silently switch a feature off (max_grad_norm, dropout).
+            problems.append(
+                Problem(where, f"is {value}, which is not a number a run can use: {_bounds(meta)}.")
+            )
+            continue
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if "min" in meta and value < meta["min"]:
                 problems.append(Problem(where, f"is {value:g}, must be at least {meta['min']:g}."))
@@ -623,6 +692,15 @@ def _check_section(obj: Any, path: str, problems: list[Problem]) -> None:
     check = getattr(obj, "check", None)
     if check is not None:
         problems.extend(check(path))
+
+
+def _bounds(meta: Mapping[str, Any]) -> str:
+    """'set it to a finite number from 0 to 0.5', from a field's constraints."""
+    low = f"from {meta['min']:g}" if "min" in meta else (f"above {meta['gt']:g}" if "gt" in meta else "")
+    if "max" in meta:
+        high = f" to {meta['max']:g}" if "min" in meta else f" and at most {meta['max']:g}"
+        low = low + high if low else f"at most {meta['max']:g}"
+    return f"set it to a finite number {low}".rstrip()
 
 
 def parse_recipe(data: Mapping[str, Any]) -> tuple[Recipe, list[Problem]]:
@@ -644,20 +722,49 @@ def parse_document(text: str, source: str) -> tomlkit.TOMLDocument:
     """Parse TOML text; a syntax error names the line and column."""
     try:
         return tomlkit.parse(text)
-    except tomlkit.exceptions.ParseError as exc:
-        message = str(exc).split(" at line ")[0]
-        raise RecipeError(
-            source,
-            [
-                Problem(
-                    "TOML syntax",
-                    f"{message}. Fix the TOML at that spot (strings need quotes, tables are "
-                    "written [name], lists [a, b]).",
-                    line=exc.line,
-                    column=exc.col,
-                )
-            ],
-        ) from None
+    except tomlkit.exceptions.TOMLKitError as exc:
+        duplicate = re.match(r'Key "(.+?)" already exists', str(exc))
+        if duplicate:  # KeyAlreadyPresent (inside a table) or a ParseError (top level, a table twice)
+            key = duplicate[1]
+            line = _second_definition(text, key) or getattr(exc, "line", None)
+            problem = Problem(
+                "TOML syntax",
+                f"'{key}' is written twice in the same table. Keep one of the two (each key, and each "
+                "[table], may appear once; [[objectives]] entries are the exception).",
+                line=line,
+                column=1 if line else None,
+            )
+        else:
+            message = str(exc).split(" at line ")[0].rstrip(".")
+            problem = Problem(
+                "TOML syntax",
+                f"{message}. Fix the TOML at that spot (strings need quotes, tables are "
+                "written [name], lists [a, b]).",
+                line=getattr(exc, "line", None),
+                column=getattr(exc, "col", None),
+            )
+        raise RecipeError(source, [problem]) from None
+
+
+def _second_definition(text: str, key: str) -> int | None:
+    """The line (1-based) where `key = ...` (or the table [key]) is written for the second time."""
+    seen_in_table: set[str] = set()
+    tables: set[str] = set()
+    pattern = re.compile(rf"""^\s*(["']?){re.escape(key)}\1\s*=""")
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = re.match(r"\s*\[([^\[\]]+)\]\s*(#.*)?$", line)
+        if header:
+            name = header[1].strip()
+            if name.split(".")[-1] == key and name in tables:
+                return number
+            tables.add(name)
+        if line.lstrip().startswith("["):
+            seen_in_table.clear()
+        elif pattern.match(line):
+            if key in seen_in_table:
+                return number
+            seen_in_table.add(key)
+    return None
 
 
 def read_recipe(path: Path) -> tuple[Recipe, list[Problem], tomlkit.TOMLDocument]:
@@ -667,8 +774,8 @@ def read_recipe(path: Path) -> tuple[Recipe, list[Problem], tomlkit.TOMLDocument
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise TunerError(
-            f"The recipe {path} does not exist. Check the path, or create one with the wizard "
-            "(run `tuner`) or from assets/examples."
+            f"The recipe {path} does not exist. Check the path, or write one with the wizard: "
+            "`tuner demo` opens a complete example recipe, and ctrl+s saves it where you choose."
         ) from None
     except (UnicodeDecodeError, IsADirectoryError, PermissionError) as exc:
         raise TunerError(f"The recipe {path} cannot be read as UTF-8 text: {exc}.") from None

@@ -134,12 +134,45 @@ def test_split_is_seeded_stratified_and_respects_split_column() -> None:
         [{"text": f"t{i}", "split": ["train", "test"][i % 2]} for i in range(10)]
     )
     parts = split_dataset(given, TEXT, 0.0, 0.3, seed=0)
-    assert (
-        parts["test"]["text"] == ["t1", "t3", "t5", "t7", "t9"] and "split" not in parts["train"].column_names
-    )
+    # The column decides membership; rows come in seeded key order, not file order.
+    assert sorted(parts["test"]["text"]) == ["t1", "t3", "t5", "t7", "t9"]
+    assert "split" not in parts["train"].column_names
     one = datasets.Dataset.from_list([{"text": "x", "label": "a"}] * 4)
     with pytest.raises(TunerError, match="label column 'label' has 1 distinct value"):
         split_dataset(one, detection, 0.1, 0.1, seed=0)
+
+
+def test_split_follows_row_contents_and_seed_not_file_order() -> None:
+    import datasets
+
+    # Negatives clustered at the end of the file, as in Financial PhraseBank.
+    rows = [
+        {"text": f"sentence {i}", "label": "negative" if i >= 240 else ("positive" if i % 3 else "neutral")}
+        for i in range(300)
+    ]
+    shuffled = rows[:]
+    random.Random(1).shuffle(shuffled)
+    detection = Detection("classification", {"text": "text", "label": "label"})
+    a = split_dataset(datasets.Dataset.from_list(rows), detection, 0.1, 0.2, seed=5)
+    b = split_dataset(datasets.Dataset.from_list(shuffled), detection, 0.1, 0.2, seed=5)
+    # The same rows in another order give the same splits, row for row.
+    assert {k: v.to_list() for k, v in a.items()} == {k: v.to_list() for k, v in b.items()}
+    # ...also with the columns in another order, and for unlabelled data.
+    swapped = datasets.Dataset.from_list([{"label": r["label"], "text": r["text"]} for r in shuffled])
+    assert split_dataset(swapped, detection, 0.1, 0.2, seed=5)["test"]["text"] == a["test"]["text"]
+    plain = [split_dataset(datasets.Dataset.from_list(d), TEXT, 0.1, 0.2, seed=5) for d in (rows, shuffled)]
+    assert plain[0]["test"]["text"] == plain[1]["test"]["text"]
+    # Stratified, and drawn from the whole file.
+    assert {k: len(v) for k, v in a.items()} == {"test": 60, "validation": 30, "train": 210}
+    assert a["test"]["label"].count("negative") == 12
+    numbers = sorted(int(t.split()[1]) for t in a["test"]["text"])
+    assert numbers[0] < 60 and numbers[-1] >= 240
+    # The seed still decides: another seed, another test set.
+    other = split_dataset(datasets.Dataset.from_list(rows), detection, 0.1, 0.2, seed=6)
+    assert set(other["test"]["text"]) != set(a["test"]["text"])
+    assert sorted([*a["test"]["text"], *a["validation"]["text"], *a["train"]["text"]]) == sorted(
+        r["text"] for r in rows
+    )
 
 
 def test_inspect_report_keys_labels_and_preference(tmp_path: Path) -> None:

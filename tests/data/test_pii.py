@@ -142,3 +142,52 @@ def test_scan_finds_exactly_what_find_pii_finds() -> None:
     assert list(scan(pa.array(texts))) == expected
     only = [(i, t, find_pii(t, ["phone", "email"])) for i, t in enumerate(texts)]
     assert list(scan(pa.array(texts), ["phone", "email"])) == [x for x in only if x[2]]
+
+
+# US numbers as people write them, placeholder-style ones included: (555) 123-4567 breaks the
+# numbering plan's exchange rule (it starts with 1) but is exactly what a redaction must catch.
+US_PHONES = [
+    "(555) 123-4567",
+    "(555) 123 4567",
+    "(555)123-4567",
+    "555-123-4567",
+    "555.123.4567",
+    "+1 555 123 4567",
+    "+1 (555) 123-4567",
+    "1-555-123-4567",
+    "(123) 456-7890",
+]
+# What a US phone detector must leave alone: years, prices, dates, ids with other groupings.
+US_PHONE_NEGATIVES = [
+    "in 1999 and 2000",
+    "from 2019-2020 to 2021",
+    "costs $1,234.56 or $555.12",
+    "price 1,555.1234",
+    "on 2024-01-15 at 10:30",
+    "dated 2024.01.15",
+    "ISBN 978-316-1484-10",
+    "555-123.4567 mixes separators",
+    "counts 555 123 4567",
+    "000-000-0000",
+    "version 1.555.123.4567.8",
+]
+
+
+@pytest.mark.parametrize("value", US_PHONES)
+def test_us_phone_formats_are_flagged(value: str) -> None:
+    for template in TEMPLATES:
+        assert [(h.kind, h.text) for h in find_pii(template.format(value))] == [("phone", value)]
+
+
+@pytest.mark.parametrize("text", US_PHONE_NEGATIVES)
+def test_years_prices_and_dates_are_not_phones(text: str) -> None:
+    assert not find_pii(text)
+
+
+def test_scan_prefilter_keeps_us_phones() -> None:
+    import pyarrow as pa
+
+    from tuner_tui.data.pii import scan
+
+    texts = [f"call {v} now" for v in US_PHONES] + US_PHONE_NEGATIVES
+    assert [row for row, _, _ in scan(pa.array(texts))] == list(range(len(US_PHONES)))

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from tuner_tui.modeling import estimate as est
 from tuner_tui.recipe import Recipe
+from tuner_tui.views.estimate import print_estimate
 
 CONFIG = SimpleNamespace(
     hidden_size=512, intermediate_size=1376, num_hidden_layers=8, num_attention_heads=8, vocab_size=8000
@@ -88,9 +89,10 @@ def test_time_estimate_is_positive_linear_in_steps_and_printed(tiny_assets, fake
     data = first.to_json()
     assert data["time_s"] == first.time_s and data["time_assumptions"]
     console = Console(file=io.StringIO(), width=80, record=True)
-    est.render_estimate(first, console)
+    print_estimate(console, first)
     text = console.export_text()
-    assert "Time: about" in text and "GFLOP/s" in text and "10 steps x 4 sequences" in text
+    assert f"for {first.planned_tokens:,} tokens" in text and "GFLOP/s" in text
+    assert "10 steps x 4 sequences" in text
     assert max(len(line) for line in text.splitlines()) <= 80
 
 
@@ -224,9 +226,11 @@ def test_one_process_ignores_the_strategy(tiny_assets) -> None:
     one = _processes(tiny_assets["model"], "lora", 1, "ddp")
     assert list(one.breakdown) == PARTS_ONE_PROCESS
     assert one.processes == 1 and one.strategy == "ddp"
-    # float32 on the CPU: weights 4 bytes, peft's adapters float32, AdamW two moments each.
+    # float32 on the CPU: weights 4 bytes, peft's adapters float32, AdamW two moments each. The
+    # total counts the adapters too (as training reports it); the weights are the frozen rest.
     b = one.breakdown
-    assert b["weights"] == one.total_params * 4 and b["trainable_params"] == one.trainable_params * 4
+    assert b["weights"] == (one.total_params - one.trainable_params) * 4
+    assert b["trainable_params"] == one.trainable_params * 4
     assert b["optimizer_state"] == one.trainable_params * 2 * 4
     # A strategy only matters with several processes (the recipe check says so too).
     for strategy in ("fsdp", "deepspeed"):
@@ -339,11 +343,211 @@ def test_time_divides_by_the_world_size(tiny_assets) -> None:
 def test_render_says_per_device_and_the_processes(tiny_assets) -> None:
     estimate = _processes(tiny_assets["model"], "lora", 2, "ddp")
     console = Console(file=io.StringIO(), width=80, record=True)
-    est.render_estimate(estimate, console)
+    print_estimate(console, estimate)
     text = console.export_text()
-    assert "per device, 2 processes (ddp)" in text and "ddp buckets" in text
+    assert "per device · 2 processes × 1 node (ddp)" in text and "ddp buckets" in text
     assert max(len(line) for line in text.splitlines()) <= 80
     assert estimate.to_json()["processes"] == 2 and estimate.to_json()["strategy"] == "ddp"
     single = Console(file=io.StringIO(), width=80, record=True)
-    est.render_estimate(_processes(tiny_assets["model"], "lora", 1, "ddp"), single)
-    assert "per device" not in single.export_text()
+    print_estimate(single, _processes(tiny_assets["model"], "lora", 1, "ddp"))
+    single_text = single.export_text()
+    assert "per device" not in single_text and "1 process, one device" in single_text
+
+
+def _loaded_counts(recipe: Recipe, base_dir: Path | None = None) -> tuple[int, int]:
+    """(trainable, total) of the model as the worker builds it, as peft itself reports them."""
+    from tuner_tui.modeling.loading import load_model, load_tokenizer, parameter_counts
+    from tuner_tui.modeling.methods import build_method
+    from tuner_tui.training.examples import prepare_data
+
+    data = prepare_data(recipe, load_tokenizer(recipe.model, base_dir), base_dir)
+    base = load_model(
+        recipe.model,
+        device="cpu",
+        base_dir=base_dir,
+        num_labels=len(data.id2label) if data.id2label else None,
+        id2label=data.id2label,
+    )
+    model = build_method(base, recipe.method, recipe.model.task, total_steps=10).model
+    assert parameter_counts(model) == model.get_nb_trainable_parameters()
+    return model.get_nb_trainable_parameters()
+
+
+@pytest.mark.parametrize("task", ["causal_lm", "sequence_classification"])
+def test_estimate_reports_the_parameter_counts_of_the_loaded_peft_model(
+    tiny_assets, tmp_path: Path, task: str
+) -> None:
+    import json
+
+    recipe = _recipe(tiny_assets["model"], batch_size=2, max_length=32, max_steps=4)
+    recipe.model.task = task
+    recipe.data.path = str(tiny_assets["data"])
+    if task == "sequence_classification":
+        # Five labels, not the config's default two: the head is sized by the data.
+        rows = [{"text": f"ticket number {i}", "label": f"queue{i % 5}"} for i in range(40)]
+        data = tmp_path / "tickets.jsonl"
+        data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        recipe.data.path, recipe.data.format = str(data), "classification"
+        recipe.data.fields = {"text": "text", "label": "label"}
+    estimate = est.estimate_memory(recipe, device_bytes=2**30)
+    assert (estimate.trainable_params, estimate.total_params) == _loaded_counts(recipe)
+    # Weights in memory are the base model's; the adapters count apart, in float32.
+    assert estimate.breakdown["weights"] < estimate.total_params * 4
+
+
+def test_a_classifier_estimate_without_readable_data_says_how_it_sized_the_head(
+    tiny_assets, tmp_path: Path
+) -> None:
+    recipe = _recipe(tiny_assets["model"], batch_size=2, max_length=32, max_steps=4)
+    recipe.model.task, recipe.data.path = "sequence_classification", str(tmp_path / "missing.jsonl")
+    estimate = est.estimate_memory(recipe, device_bytes=2**30)
+    assert any(
+        n.startswith("classifier head counted for the model config's 2 labels") for n in estimate.notes
+    )
+
+
+@pytest.mark.slow
+def test_the_demo_recipe_estimate_matches_its_loaded_model() -> None:
+    """The built-in demo (real MiniLM, six intents): the counts `tuner estimate` prints are the
+    ones the run logs."""
+    from tuner_tui.recipe import load_recipe
+
+    path = Path(__file__).resolve().parents[2] / "assets" / "demo" / "recipe.toml"
+    recipe = load_recipe(path)
+    recipe.training.max_steps = 4  # the count does not depend on the schedule
+    estimate = est.estimate_memory(recipe, device_bytes=2**34, base_dir=path.parent)
+    assert (estimate.trainable_params, estimate.total_params) == _loaded_counts(recipe, path.parent)
+
+
+# --- the presenter (tuner_tui.views.estimate), shared by `tuner estimate` and the Model step -----
+
+
+def _estimate(**fields) -> est.Estimate:
+    base = {
+        "total_bytes": 1_288_490_188,
+        "device_bytes": 16 * 2**30,
+        "device_label": "system RAM (available; no CUDA GPU)",
+        "verdict": "fits",
+        "breakdown": {"weights": 90_852_864, "activations": 1_100_000_000, "overhead": 97_637_324},
+        "trainable_params": 294_912,
+        "total_params": 23_008_128,
+        "batch_size": 16,
+        "max_length": 128,
+        "max_batch_size": 1,
+        "dtype": "float32",
+        "method": "lora",
+        "notes": ["[training] batch_size = 16 is [bold]large[/bold]"],
+        "peak_phase": "start of backward",
+        "time_s": 983.4,
+        "planned_tokens": 1_638_400,
+        "flops_per_token": 2.7e8,
+        "device_flops": 1.2e11,
+        "time_assumptions": ["cpu sustains 30% of a measured 120 GFLOP/s float32 matmul"],
+    }
+    return est.Estimate(**{**base, **fields})
+
+
+def _shown(estimate: est.Estimate, width: int = 80) -> str:
+    console = Console(file=io.StringIO(), width=width, record=True)
+    print_estimate(console, estimate)
+    return console.export_text()
+
+
+def test_every_figure_has_its_unit_and_no_raw_key_shows() -> None:
+    from tuner_tui.views.estimate import estimate_rows
+
+    estimate = _estimate()
+    text = _shown(estimate)
+    assert "fits" in text and "1.20 GiB of 16.00 GiB (7%) on system RAM" in text
+    assert "about 16 min for 1,638,400 tokens" in text
+    assert "16 sequences of up to 128 tokens" in text and "per device" not in text  # one device
+    assert "1 sequence fits" in text and "294,912 of 23,008,128 parameters (1.282%)" in text
+    assert "at the start of backward" in text and "1.02 GiB" in text  # activations, in the breakdown
+    # No field name leaks as a label ('time s: 983', 'flops per token').
+    for key in estimate.to_json():
+        assert f"{key}:" not in text and f"{key.replace('_', ' ')}:" not in text, key
+    assert "983" not in text and "flops per token" not in text.lower()
+    # Every value says what it counts: a unit or a word, never a bare number.
+    assert all(any(c.isalpha() for c in value) for _, value in estimate_rows(estimate))
+    # Notes are shown as written: recipe sections in brackets are not markup.
+    assert "[training] batch_size = 16 is [bold]large[/bold]" in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_an_unknown_time_and_nothing_that_fits_are_said_in_words() -> None:
+    text = _shown(
+        _estimate(verdict="won't-fit", max_batch_size=0, time_s=None, planned_tokens=0, time_assumptions=[])
+    )
+    assert "won't-fit" in text and "none: not even 1 sequence fits" in text
+    assert "time" in text and "unknown" in text
+
+
+def test_the_cli_prints_at_most_80_columns_on_a_wide_terminal() -> None:
+    text = _shown(_estimate(device_label="GPU 0 (" + "a very long device name " * 6 + ")"), width=200)
+    assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_a_problem_in_a_key_the_estimate_reads_blocks_it() -> None:
+    from tuner_tui.recipe import Problem
+    from tuner_tui.views.estimate import blocked_view, estimate_blocker
+
+    harmless = [
+        Problem("data.path", "does not exist"),
+        Problem("training.master_addr", "is missing"),  # rendezvous: no memory figure reads it
+        Problem("objectives[0].metric", "unknown"),
+        Problem("training.learning_rate", "must be > 0"),
+    ]
+    assert estimate_blocker(harmless) is None
+    for key in ("training.batch_size", "method.dropout", "model.name_or_path", "model.dtype"):
+        problem = Problem(key, "is wrong")
+        assert estimate_blocker([*harmless, problem]) == problem
+    shown = str(blocked_view(Problem("training.batch_size", "is -1, must be at least 1.")))
+    assert shown.startswith("No estimate: fix training.batch_size first")
+    assert "is -1, must be at least 1." in shown
+
+
+def test_the_keys_said_to_block_the_estimate_are_the_keys_it_reads(tiny_assets) -> None:
+    """ESTIMATE_READS names every training key estimate_memory reads (memory and time, the
+    epochs path too): a problem in any of them stops the wizard from estimating."""
+    import dataclasses
+
+    from tuner_tui.views.estimate import ESTIMATE_READS
+
+    read: set[str] = set()
+
+    def recording(section: object, prefix: str) -> object:
+        fields = {f.name for f in dataclasses.fields(section)}  # type: ignore[arg-type]
+
+        class Recording(type(section)):  # type: ignore[misc]
+            def __getattribute__(self, name: str) -> object:
+                if name in fields:
+                    read.add(f"{prefix}.{name}")
+                return super().__getattribute__(name)
+
+        copy = Recording.__new__(Recording)
+        copy.__dict__.update(vars(section))
+        return copy
+
+    for max_steps in (4, 0):
+        recipe = _recipe(tiny_assets["model"], batch_size=2, max_length=32, max_steps=max_steps)
+        recipe.data.path, recipe.training.epochs = str(tiny_assets["data"]), 1.0
+        recipe.training = recording(recipe.training, "training")  # type: ignore[assignment]
+        est.estimate_memory(recipe, device_bytes=2**30)
+    training = {key for key in read if key.startswith("training.")}
+    assert {"training.batch_size", "training.epochs", "training.optimizer"} <= training
+    assert training <= set(ESTIMATE_READS)
+
+
+def test_a_problem_of_this_machine_does_not_block_the_estimate(monkeypatch) -> None:
+    """An fsdp layout on a CPU-only machine is refused by `tuner run` here, but its memory on the GPU
+    box it is meant for is exactly what a user wants to know."""
+    from tuner_tui.preflight import preflight_problems
+    from tuner_tui.recipe import Recipe
+    from tuner_tui.views.estimate import estimate_blocker
+
+    monkeypatch.setattr("tuner_tui.preflight.cuda_device_count", lambda: 0)  # a CPU-only machine
+    recipe = Recipe()
+    recipe.training.num_processes, recipe.training.strategy, recipe.training.device = 2, "fsdp", "cuda"
+    machine = [p for p in preflight_problems(recipe, None) if p.path.startswith("training.")]
+    assert machine and all(p.machine for p in machine)
+    assert estimate_blocker(machine) is None

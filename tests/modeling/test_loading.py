@@ -114,3 +114,17 @@ def test_offline_hub_id_names_the_variable_and_the_cache(monkeypatch, tmp_path: 
         message = str(info.value)
         assert "HF_HUB_OFFLINE" in message and str(tmp_path / "hub-cache") in message
         assert "tuner-tests/no-such-model" in message
+
+
+def test_parameter_counts_count_packed_4bit_weights_as_the_weights_they_hold() -> None:
+    """bitsandbytes stores two 4-bit weights per uint8: counted as peft counts them, so a qlora
+    run logs the same counts as `tuner estimate` (which counts the unquantized shapes)."""
+    import torch
+
+    class Params4bit(torch.nn.Parameter):  # the name is what bitsandbytes' class is recognised by
+        pass
+
+    module = torch.nn.Module()
+    module.packed = Params4bit(torch.zeros(8, 1, dtype=torch.uint8), requires_grad=False)
+    module.adapter = torch.nn.Parameter(torch.zeros(4))
+    assert loading.parameter_counts(module) == (4, 2 * 8 + 4)

@@ -70,7 +70,7 @@ def test_qlora_on_cpu_is_a_clear_error_suggesting_lora(tiny_assets, tmp_path: Pa
     recipe_path = recipe_for(
         tmp_path, tiny_assets["data"], tiny_assets["model"], {"type": "qlora"}, max_steps=2
     )
-    with pytest.raises(TunerError, match=r"needs a CUDA GPU.*type = 'lora'"):
+    with pytest.raises(TunerError, match=r"method.type: is 'qlora'.*need a CUDA GPU.*type = 'lora'"):
         train_in_process(recipe_path, tmp_path / "runs")
 
 

@@ -29,6 +29,14 @@ FRAMES = [
     "the {x} keeps failing for our team",
 ]
 
+# Same examples, same math, different padding: a micro-batch of 2 (or 4) rows is padded to its own
+# longest row, a batch of 4 (or 8) to the longest of all, so matmuls sum in another order. Adam
+# divides by sqrt(v), which turns those float-order differences in near-zero gradients into
+# relative differences of up to ~3e-4 in the adapter after a few steps (measured on 2026-12-01 with
+# the content-keyed split: worst 3.1e-4 relative, 5.4e-5 absolute; the old file-order split happened
+# to give 5e-6). The logged losses are still compared at 1e-4: a wrong loss scale shows there.
+ADAPTER_RTOL, ADAPTER_ATOL = 1e-3, 1e-4
+
 
 def tickets(n: int, seed: int) -> list[dict[str, str]]:
     rng = random.Random(seed)
@@ -124,7 +132,7 @@ def test_gradient_accumulation_matches_one_big_batch_on_minilm(tmp_path: Path) -
     a = load_file(str(big_run.adapter / "adapter_model.safetensors"))
     b = load_file(str(small_run.adapter / "adapter_model.safetensors"))
     for key in a:
-        assert torch.allclose(a[key], b[key], rtol=1e-4, atol=1e-5), key
+        assert torch.allclose(a[key], b[key], rtol=ADAPTER_RTOL, atol=ADAPTER_ATOL), key
 
 
 def test_lora_on_minilm_beats_the_untuned_model(tmp_path: Path) -> None:

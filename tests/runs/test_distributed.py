@@ -31,6 +31,7 @@ from tests.runs.test_worker import (
     assert_same_tensors,
     events_of,
     wait_for,
+    wait_for_run,
     wait_until_done,
 )
 from tests.tiny import write_recipe
@@ -55,6 +56,14 @@ if os.environ.get("TUNER_TEST_SLOW_STEP_S"):
         return _step(self, *args, **kwargs)
     torch.optim.AdamW.step = step
 """
+
+# Same examples, same math, different padding: a micro-batch of 2 (or 4) rows is padded to its own
+# longest row, a batch of 4 (or 8) to the longest of all, so matmuls sum in another order. Adam
+# divides by sqrt(v), which turns those float-order differences in near-zero gradients into
+# relative differences of up to ~3e-4 in the adapter after a few steps (measured on 2026-12-01 with
+# the content-keyed split: worst 3.1e-4 relative, 5.4e-5 absolute; the old file-order split happened
+# to give 5e-6). The logged losses are still compared at 1e-4: a wrong loss scale shows there.
+ADAPTER_RTOL, ADAPTER_ATOL = 1e-3, 1e-4
 
 
 def free_port() -> int:
@@ -118,7 +127,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(two_ranks) -
     two, single = two_ranks["adapter"], adapter_tensors(one.adapter)
     assert two.keys() == single.keys()
     for key in two:
-        assert torch.allclose(two[key], single[key], rtol=1e-4, atol=1e-5), key
+        assert torch.allclose(two[key], single[key], rtol=ADAPTER_RTOL, atol=ADAPTER_ATOL), key
     # Rank 0 alone wrote the shared files: one monotonic event stream, one metric per step.
     seqs = [e["seq"] for e in events_of(run)]
     assert seqs == sorted(set(seqs))
@@ -249,8 +258,7 @@ def test_sigterm_to_a_following_tuner_run_stops_the_run_and_follows_it_to_the_en
     runs_dir = tmp_path / "runs"
     command = [*TUNER, "run", str(two_ranks["recipe"]), "--runs-dir", str(runs_dir)]
     follower = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    wait_for(lambda: runs_dir.exists() and any(runs_dir.iterdir()), what="run directory")
-    run = RunDir.open(next(runs_dir.iterdir()))
+    run = wait_for_run(runs_dir, follower)
     wait_for(lambda: any(m["step"] >= 2 for m in events_of(run, "metric")), what="step 2")
     follower.send_signal(signal.SIGTERM)
     out, _ = follower.communicate(timeout=60)
@@ -356,7 +364,7 @@ def test_two_processes_train_a_minilm_classifier_like_one(tmp_path: Path) -> Non
     a, b = adapter_tensors(run.adapter), adapter_tensors(single.adapter)
     assert a.keys() == b.keys()
     for key in a:
-        assert torch.allclose(a[key], b[key], rtol=1e-4, atol=1e-5), key
+        assert torch.allclose(a[key], b[key], rtol=ADAPTER_RTOL, atol=ADAPTER_ATOL), key
 
 
 def test_a_node_started_with_another_recipe_fails_the_run_naming_it(tiny_assets, tmp_path: Path) -> None:

@@ -140,7 +140,7 @@ def test_only_complete_checkpoints_count_and_prune_keeps_newest(tmp_path: Path) 
     assert checkpoints.latest_complete(tmp_path).name == "checkpoint-6"
     marker = json.loads((tmp_path / "checkpoint-6" / "COMPLETE.json").read_text())
     assert marker["step"] == 6 and set(marker["files"]) == {"adapter_model.safetensors", "optimizer.pt"}
-    removed = checkpoints.prune(tmp_path, keep=2)
+    removed = checkpoints.prune(tmp_path, keep=2).removed
     assert sorted(p.name for p in removed) == ["checkpoint-2", "checkpoint-8"]
     assert [p.name for p in checkpoints.all_checkpoints(tmp_path)] == ["checkpoint-4", "checkpoint-6"]
 
@@ -180,3 +180,19 @@ def test_run_dir_layout_and_listing(tmp_path: Path) -> None:
         RunDir.open(tmp_path)
     with pytest.raises(TunerError, match="does not exist"):
         RunDir.open(tmp_path / "nope")
+
+
+def test_listing_skips_staging_folders_and_other_hidden_entries(tmp_path: Path) -> None:
+    """create_run builds a run under `.staging-<id>-<pid>` and renames it into place; until then
+    (or forever, if it was killed half-way) the folder must not show in `tuner runs`, even when it
+    already holds everything a run has."""
+    runs = tmp_path / "runs"
+    for name in ("20260101-000000-demo-abcdef", ".staging-20260101-000001-demo-abcdef-4242", ".nodes"):
+        run = RunDir(runs / name)
+        run.create()
+        run.recipe.write_text("schema_version = 1\n")
+        write_state(run.state, run_id=name, phase="queued", step=0, created="2026-01-01T00:00:00Z")
+        with EventWriter(run.events) as events:
+            events.emit("status", phase="queued", run_id=name)
+    (runs / "notes.txt").write_text("not a run\n")
+    assert [row["run_id"] for row in list_runs(runs)] == ["20260101-000000-demo-abcdef"]

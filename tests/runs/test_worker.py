@@ -19,8 +19,8 @@ from tuner_tui.recipe import load_recipe
 from tuner_tui.runs import checkpoints
 from tuner_tui.runs.events import read_events
 from tuner_tui.runs.launcher import create_run, resume_run, start_run
-from tuner_tui.runs.layout import RunDir
-from tuner_tui.runs.state import TERMINAL_PHASES, read_raw_state, read_state
+from tuner_tui.runs.layout import RunDir, list_runs
+from tuner_tui.runs.state import TERMINAL_PHASES, read_raw_state, read_state, worker_alive
 from tuner_tui.runs.viewer import follow_run
 from tuner_tui.runs.worker import run_worker
 
@@ -40,6 +40,56 @@ def wait_for(predicate, timeout: float = 120.0, what: str = "condition") -> None
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def wait_for_run(runs_dir: Path, launcher: subprocess.Popen, timeout: float = 120.0) -> RunDir:
+    """The run that the `tuner run` process `launcher` is creating under `runs_dir`, in place.
+
+    Not the folder's first entry: create_run builds the run under a hidden `.staging-*` name and
+    renames it into place, so on a busy machine the first entry seen can be the staging folder,
+    which is gone a moment later. `list_runs` (what `tuner runs` shows) lists only runs in place.
+    A launcher that exits first (it refused the recipe) fails here, with its output.
+    """
+
+    def created() -> bool:
+        if list_runs(runs_dir):
+            return True
+        if launcher.poll() is not None:
+            output = launcher.communicate()[0] if launcher.stdout else ""
+            raise AssertionError(f"`tuner run` exited {launcher.returncode} before a run existed:\n{output}")
+        return False
+
+    wait_for(created, timeout, "run directory")
+    (row,) = list_runs(runs_dir)
+    return RunDir.open(row["path"])
+
+
+@pytest.fixture
+def stray_workers():
+    """Runs a test starts through `tuner run`: a worker still alive at the test's end is killed.
+    A failed test must not leave a 400-step run loading the machine for the tests after it."""
+    runs: list[RunDir] = []
+    yield runs
+    for run in runs:
+        state = read_raw_state(run.state)
+        if worker_alive(state):
+            os.kill(state["pid"], signal.SIGKILL)
+
+
+class OutputReader(threading.Thread):
+    """Collects a process's text output as it comes, so a test can wait on what it printed."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        super().__init__(daemon=True)
+        self.proc, self.chunks = proc, []
+
+    def run(self) -> None:
+        for line in self.proc.stdout:
+            self.chunks.append(line)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.chunks)
 
 
 def wait_until_done(run: RunDir, timeout: float = 180.0) -> dict:
@@ -247,7 +297,7 @@ def test_sigterm_stops_within_a_step_with_a_checkpoint_and_resumes(reference, tm
     assert_same_tensors(adapter_tensors(run.adapter), reference["adapter"])
 
 
-def test_tuner_stop_and_detached_viewers(tiny_recipe, tmp_path: Path) -> None:
+def test_tuner_stop_and_detached_viewers(tiny_recipe, tmp_path: Path, stray_workers) -> None:
     """Kill the launching viewer's process group: the worker lives on. A second viewer started
     mid-run replays the whole history, then follows to the end. `tuner stop` stops the run."""
     recipe = tiny_recipe(max_steps=400, save_every_steps=1000)
@@ -258,14 +308,16 @@ def test_tuner_stop_and_detached_viewers(tiny_recipe, tmp_path: Path) -> None:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    wait_for(lambda: runs_dir.exists() and any(runs_dir.iterdir()), what="run directory")
-    run = RunDir.open(next(runs_dir.iterdir()))
+    run = wait_for_run(runs_dir, viewer)
+    stray_workers.append(run)
     wait_for(lambda: any(m["step"] >= 3 for m in events_of(run, "metric")), what="training")
     worker_pid = read_raw_state(run.state)["pid"]
     assert os.getpgid(worker_pid) != viewer.pid
     os.killpg(viewer.pid, signal.SIGKILL)
     viewer.wait()
-    time.sleep(1.0)
+    # The worker lives on: it keeps training after its viewer is gone (a step, not a time span).
+    killed_at = max(m["step"] for m in events_of(run, "metric"))
+    wait_for(lambda: any(m["step"] > killed_at for m in events_of(run, "metric")), what="a step after")
     assert read_state(run.state)["phase"] == "training"
     second = subprocess.Popen(
         [*TUNER, "attach", "--plain", str(run.root)],
@@ -349,17 +401,27 @@ def test_out_of_memory_fails_the_run_with_hints(tiny_recipe, tmp_path: Path, mon
 
 def test_bad_data_fails_with_a_clear_invalid_error(tiny_assets, tmp_path: Path) -> None:
     from tests.tiny import write_recipe
+    from tuner_tui.recipe import RecipeError
 
     data = tmp_path / "data.jsonl"
     data.write_text('{"question": "a", "answer": "b"}\n')
     recipe = write_recipe(tmp_path / "recipe.toml", data, tiny_assets["model"], max_steps=2)
+    # Known before training: refused up front, and no run directory is made.
+    with pytest.raises(RecipeError, match="data.path"):
+        create_run(recipe, tmp_path / "runs")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    # Data that goes bad after the run was created is the worker's to report.
+    data.write_bytes(tiny_assets["data"].read_bytes())
     run = create_run(recipe, tmp_path / "runs")
+    data.write_text('{"question": "a", "answer": "b"}\n')
     assert run_worker(run.root, threading.Event()) == 1
     (error,) = events_of(run, "error")
     assert error["kind"] == "invalid" and "Cannot detect the data format" in error["message"]
 
 
-def test_ctrl_c_in_the_viewer_detaches_and_says_how_to_come_back(tiny_recipe, tmp_path: Path) -> None:
+def test_ctrl_c_in_the_viewer_detaches_and_says_how_to_come_back(
+    tiny_recipe, tmp_path: Path, stray_workers
+) -> None:
     recipe = tiny_recipe(max_steps=400, save_every_steps=1000)
     runs_dir = tmp_path / "runs"
     viewer = subprocess.Popen(
@@ -368,12 +430,19 @@ def test_ctrl_c_in_the_viewer_detaches_and_says_how_to_come_back(tiny_recipe, tm
         stderr=subprocess.STDOUT,
         text=True,
     )
-    wait_for(lambda: runs_dir.exists() and any(runs_dir.iterdir()), what="run directory")
-    run = RunDir.open(next(runs_dir.iterdir()))
+    run = wait_for_run(runs_dir, viewer)
+    stray_workers.append(run)
+    printed = OutputReader(viewer)
+    printed.start()
+    # Ctrl-C is for a viewer that follows the run: wait until it has shown the training phase
+    # (the worker's progress alone says nothing about where the viewer is on a busy machine).
+    wait_for(lambda: "phase → training" in printed.text or viewer.poll() is not None, what="the viewer")
     wait_for(lambda: any(m["step"] >= 2 for m in events_of(run, "metric")), what="training")
     viewer.send_signal(signal.SIGINT)
-    output, _ = viewer.communicate(timeout=30)
-    assert viewer.returncode == 0
+    viewer.wait(timeout=30)
+    printed.join(timeout=30)
+    output = printed.text
+    assert viewer.returncode == 0, output
     assert (
         "Detached" in output and f"tuner attach {run.root}" in output and f"tuner stop {run.root}" in output
     )
@@ -427,3 +496,38 @@ def test_a_run_without_held_out_data_completes_and_says_evaluation_was_skipped(
     state = read_raw_state(run.state)
     assert state["phase"] == "completed" and state["verdict"] == "not_evaluated"
     assert any("Evaluation skipped" in e.get("message", "") for e in events_of(run, "log"))
+
+
+def _file_digests(folder: Path, names: set[str] | None = None) -> dict[str, str]:
+    """sha256 of every file under `folder` (or only those named), by relative path."""
+    import hashlib
+
+    return {
+        path.relative_to(folder).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and (names is None or path.name in names)
+    }
+
+
+def test_identical_runs_write_bit_identical_adapter_folders(tiny_assets, tmp_path: Path, monkeypatch) -> None:
+    """Two runs of one recipe give the same bytes in every file of adapter/ and of the final
+    checkpoint's adapter files, even when Python's string hashing (set order) differs."""
+    from tests.tiny import write_recipe
+
+    recipe = write_recipe(
+        tmp_path / "recipe.toml", tiny_assets["data"], tiny_assets["model"], max_steps=4, save_every_steps=4
+    )
+    runs = []
+    for hash_seed in ("1", "2"):  # seeds under which the target_modules set iterates differently
+        monkeypatch.setenv("PYTHONHASHSEED", hash_seed)
+        runs.append(start_run(recipe, tmp_path / f"runs-{hash_seed}"))
+    for run in runs:
+        assert wait_until_done(run)["phase"] == "completed", run.log.read_text()[-3000:]
+    first, second = (_file_digests(run.adapter) for run in runs)
+    assert {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= first.keys()
+    assert first == second
+    config = json.loads((runs[0].adapter / "adapter_config.json").read_text(encoding="utf-8"))
+    assert config["target_modules"] == sorted(config["target_modules"])
+    final = [run.checkpoints / "checkpoint-4" for run in runs]
+    adapter_files = set(first)
+    assert _file_digests(final[0], adapter_files) == _file_digests(final[1], adapter_files) == first

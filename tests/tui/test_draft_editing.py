@@ -25,9 +25,12 @@ epochs = 3.0
 async def test_edit_autosave_save_and_statuses(tmp_path: Path) -> None:
     recipe = tmp_path / "recipe.toml"
     recipe.write_text(RECIPE)
+    (tmp_path / "train.jsonl").write_text('{"instruction": "Say hi.", "output": "Hi."}\n')
     app = TunerApp(recipe, runs_dir=tmp_path / "runs")
     async with app.run_test(size=(100, 32)) as pilot:
-        assert app.step_status["data"] == StepStatus.OK and app.step_status["model"] == StepStatus.OK
+        # Data is ok only once its path was inspected; the others from the recipe alone.
+        assert app.step_status["data"] == StepStatus.UNCHECKED and app.step_status["model"] == StepStatus.OK
+        assert app.step_status["training"] == StepStatus.NOT_STARTED  # no run yet: never a bare tick
         app.post_message(DraftEdited({"training.epochs": 1.5}))
         await pilot.pause()
         assert app.draft.recipe.training.epochs == 1.5 and app.unsaved
@@ -86,3 +89,33 @@ async def test_a_new_draft_is_saved_where_the_user_says(tmp_path: Path) -> None:
         await pilot.pause()
         assert 'name = "notes"' in (tmp_path / "notes.toml").read_text()
         assert app.draft.path == (tmp_path / "notes.toml").resolve() and not app.unsaved
+
+
+async def test_pre_flight_problems_show_in_the_step_that_edits_them(tmp_path: Path) -> None:
+    """A data path that does not exist is what `tuner run` refuses: the Data step says so before."""
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(RECIPE)
+    app = TunerApp(recipe, runs_dir=tmp_path / "runs")
+    async with app.run_test(size=(100, 32)) as pilot:
+        await pilot.pause()
+        assert app.step_status["data"] == StepStatus.NEEDS_ATTENTION
+        assert any(p.path == "data.path" and "does not exist" in p.message for p in app.draft.problems)
+        (tmp_path / "train.jsonl").write_text('{"instruction": "Say hi.", "output": "Hi."}\n')
+        app.post_message(DraftEdited({"data.path": "train.jsonl"}))
+        await pilot.pause()
+        assert app.step_status["data"] == StepStatus.UNCHECKED
+        await pilot.press("2")
+        await pilot.pause()
+        await pilot.click("#inspect")
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if app.step_status["data"] == StepStatus.OK:
+                break
+        assert app.step_status["data"] == StepStatus.OK
+        app.post_message(DraftEdited({"training.packing": True, "method.type": "prompt_tuning"}))
+        await pilot.pause()
+        assert any(p.path == "training.packing" for p in app.draft.problems)
+        await pilot.press("4")
+        await pilot.pause()
+        shown = str(app.screen.query_one("#problem-field-training-packing").render())  # beside the field
+        assert "does not work with [method] type" in shown

@@ -20,7 +20,7 @@ from tests.tiny import write_recipe
 from tuner_tui.app import TunerApp
 from tuner_tui.runs.layout import RunDir
 from tuner_tui.runs.state import TERMINAL_PHASES, read_state
-from tuner_tui.widgets.value_table import ValueTable
+from tuner_tui.screens.confirm import ConfirmModal
 
 pytestmark = pytest.mark.slow
 
@@ -50,8 +50,9 @@ def input_value(app: TunerApp, selector: str) -> str:
     return app.screen.query_one(selector, Input).value
 
 
-def table_rows(app: TunerApp) -> dict[str, str]:
-    return dict(app.screen.query_one("#values", ValueTable).rows)
+def form_value(app: TunerApp, key: str) -> str:
+    """What the step's form field for `key` shows."""
+    return app.screen.query_one(f"#field-{key.replace('.', '-')}", Input).value
 
 
 async def test_wizard_trains_evaluates_exports_and_the_export_reruns_identically(
@@ -80,7 +81,7 @@ async def test_wizard_trains_evaluates_exports_and_the_export_reruns_identically
 
         # 1 Objective .. 6 Export, each showing the draft's own values.
         await pilot.press("1")
-        await wait_for(pilot, lambda: input_value(app, "#project-name") == "tiny", 10, "project name")
+        await wait_for(pilot, lambda: input_value(app, "#field-project-name") == "tiny", 10, "project name")
         await pilot.press("2")
         await wait_for(
             pilot, lambda: input_value(app, "#data-path") == str(tiny_assets["data"]), 10, "data path"
@@ -94,20 +95,22 @@ async def test_wizard_trains_evaluates_exports_and_the_export_reruns_identically
         )
         await pilot.press("5")
         await wait_for(pilot, lambda: step_of(app) == "evaluation", 10, "the Evaluation step")
-        rows = table_rows(app)
-        assert rows["evaluation.max_samples"] == "4"
-        assert rows["evaluation.generation.max_new_tokens"] == "8"
+        assert form_value(app, "evaluation.max_samples") == "4"
+        assert form_value(app, "evaluation.generation.max_new_tokens") == "8"
         await pilot.press("6")
         await wait_for(pilot, lambda: step_of(app) == "export", 10, "the Export step")
         assert 'name = "tiny"' in app.screen.toml_text and "max_steps = 8" in app.screen.toml_text
         await pilot.press("4")
         await wait_for(pilot, lambda: step_of(app) == "training", 10, "the Training step")
-        rows = table_rows(app)
-        assert rows["training.max_steps"] == "8" and rows["runs directory"] == str(runs_dir)
+        assert form_value(app, "training.max_steps") == "8"
+        assert str(runs_dir) in text_of(app, "#run-settings")
         assert text_of(app, "#run-name") == "No run yet."
 
         # Start the run in the real worker and follow it to the end, evaluation included.
         await pilot.press("r")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmModal)  # starting a run asks first
+        await pilot.press("y")
         await wait_for(pilot, lambda: app.run_dir is not None, 30, "the run to start")
         run = RunDir(app.run_dir)
 

@@ -1,24 +1,31 @@
 """The Evaluation step: a run's report (verdict, tables, samples, bias), report.md, re-evaluate.
 
 Reports are written the way the engine writes them: `write_report` (report.json + report.md from
-`render_markdown`) with the structure `evaluate_run` and `bias_report` produce.
+`render_markdown`) with the structure `evaluate_run` and `bias_report` produce. Re-evaluation is a
+detached process (tests/runs/test_reevaluate.py runs the real one from a real wizard); here the
+launcher's part is played by `fake_launcher` and the evaluation's by the test, which writes the
+run's state and events as that process would.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable, MarkdownViewer, Select, Static
+from textual.widgets import Button, DataTable, MarkdownViewer, Select, Static
 
+from tests.tui.conftest import until
 from tuner_tui.app import TunerApp
-from tuner_tui.evaluation import run as evaluation_run
 from tuner_tui.evaluation.report import write_report
+from tuner_tui.runs import launcher
+from tuner_tui.runs.events import EventWriter
 from tuner_tui.runs.layout import RunDir
 from tuner_tui.runs.state import process_start_time, write_state
+from tuner_tui.screens.evaluation import EvaluationScreen
 from tuner_tui.widgets.markdown_modal import MarkdownModal
 
 SIZE = (120, 40)
@@ -209,9 +216,50 @@ def make_run(
 
 
 async def settle(pilot: Pilot) -> None:
+    """Until the shown run's phase is known and the screen's other workers are done (the one that
+    watches the phase runs as long as a run is shown)."""
     await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
+    screen = pilot.app.screen
+    if isinstance(screen, EvaluationScreen) and screen.run_root is not None:
+        await until(pilot, lambda: bool(screen.state), "the run's phase")
+    others = [w for w in pilot.app.workers if w.group != "watch-run"]
+    if others:  # an empty list would mean every worker to wait_for_complete
+        await pilot.app.workers.wait_for_complete(others)
     await pilot.pause()
+
+
+def screen_of(app: TunerApp) -> EvaluationScreen:
+    return cast(EvaluationScreen, app.screen)
+
+
+def fake_launcher(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Path, str]]:
+    """`start_evaluation` as far as the screen sees it: the phase `evaluating` and its status event
+    written, a process handed the run. This (living) test process plays that process: the test
+    ends the evaluation with `end_evaluation`. Returns the calls (run, by)."""
+    calls: list[tuple[Path, str]] = []
+
+    def start_evaluation(run_dir: Path, pairs: Path | None = None, by: str = "") -> Any:
+        run = RunDir.open(run_dir)
+        calls.append((Path(run_dir), by))
+        offset = run.events.stat().st_size if run.events.exists() else 0
+        write_state(
+            run.state, phase="evaluating", pid=os.getpid(), pid_started=process_start_time(os.getpid())
+        )
+        with EventWriter(run.events) as events:
+            events.emit("status", phase="evaluating", reevaluation=True, by=by)
+        return launcher.StartedEvaluation(run, cast(Any, SimpleNamespace(pid=os.getpid())), offset)
+
+    monkeypatch.setattr(launcher, "start_evaluation", start_evaluation)
+    return calls
+
+
+def end_evaluation(run: RunDir, phase: str, **fields: Any) -> None:
+    """What the evaluation process writes last: its error (if any), state.json, the status event."""
+    with EventWriter(run.events) as events:
+        if phase == "failed":
+            events.emit("error", kind="evaluation", message=fields.pop("message"), hint=fields.pop("hint"))
+        write_state(run.state, phase=phase, **fields)
+        events.emit("status", phase=phase, **fields)
 
 
 def rows(app: TunerApp, selector: str) -> list[list[str]]:
@@ -242,9 +290,11 @@ async def test_the_report_of_the_followed_run(tmp_path: Path) -> None:
         ranked = rows(app, "#best-worst")
         assert ranked[0][0] == "best" and ranked[-1][:2] == ["worst", "Send 50 euros to my landlord please"]
         bias = text_of(app, "#bias")
-        assert "Data audit: ok" in bias and "gender/male 30" in bias and "1 flag(s)" in bias
+        assert "Data audit: 1 flag: label skew for gender/male" in bias and "gender/male 30" in bias
         assert "27 points more often" in bias
-        assert "Counterfactual probes: ok" in bias and "tuned flip rate 0.0500" in bias
+        assert "Counterfactual probes: Tuning widened the gap between groups: the flip rate rose from" in bias
+        assert "rose from 0.0% to 5.0%" in bias
+        assert "flip rate: base 0.0%, tuned 5.0%" in bias
         assert "Paired sentences: not requested" in bias
         # The run picker knows the run, by id and phase.
         assert app.screen.query_one("#run-select", Select).value == str(run.root)
@@ -286,19 +336,11 @@ async def test_report_md_opens_inside_the_app(tmp_path: Path) -> None:
         assert not isinstance(app.screen, MarkdownModal)
 
 
-async def test_reevaluate_rewrites_and_refreshes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_reevaluate_starts_a_detached_evaluation_and_shows_its_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     run = make_run(tmp_path / "runs" / RUN_ID, report=report_for(verdict="fail"))
-    called: list[Path] = []
-
-    def fake_reevaluate(target: RunDir, pairs_file: Path | None = None) -> dict[str, Any]:
-        # Stands in for loading both models; writes the report the way evaluate_run does.
-        called.append(target.root)
-        report = report_for(verdict="pass")
-        report["objectives"][1].update(tuned=0.79, passed=True, margin=0.04)
-        write_report(report, target.report)
-        return report
-
-    monkeypatch.setattr(evaluation_run, "reevaluate", fake_reevaluate)
+    calls = fake_launcher(monkeypatch)
     app = TunerApp(demo=True, runs_dir=tmp_path / "runs")
     async with app.run_test(size=SIZE) as pilot:
         app.run_dir = run.root
@@ -306,14 +348,66 @@ async def test_reevaluate_rewrites_and_refreshes(tmp_path: Path, monkeypatch: py
         await settle(pilot)
         assert "FAIL" in text_of(app, "#verdict")
         await pilot.press("e")
-        await settle(pilot)
-        assert called == [run.root.resolve()]
-        assert "PASS" in text_of(app, "#verdict")
+        screen = screen_of(app)
+        await until(pilot, lambda: "is evaluating now" in text_of(app, "#report-status"), "evaluating")
+        assert calls == [(run.root, "tuner (TUI)")]
+        assert screen.evaluating and screen.query_one("#reevaluate", Button).disabled
+        assert app.run_phase == "evaluating"  # followed like a run: stop is offered
+        assert "FAIL" in text_of(app, "#verdict")  # the previous report, until the new one
+        await pilot.press("e")  # a second press while it runs starts nothing
+        await pilot.pause()
+        assert len(calls) == 1
+        # The evaluation process writes its report and ends.
+        report = report_for(verdict="pass")
+        report["objectives"][1].update(tuned=0.79, passed=True, margin=0.04)
+        write_report(report, run.report)
+        end_evaluation(run, "completed", verdict="pass")
+        await until(pilot, lambda: "PASS" in text_of(app, "#verdict"), "the new report")
         assert rows(app, "#objectives")[1][-1] == "pass"
+        await until(pilot, lambda: app.run_phase == "completed", "the phase to end")
+        assert not screen.evaluating and not screen.query_one("#reevaluate", Button).disabled
+        assert not screen.query_one("#report-status", Static).display
 
 
-async def test_a_failed_reevaluation_is_shown(tmp_path: Path) -> None:
-    # Real engine: a run without an adapter is refused before any model loads.
+async def test_a_failed_reevaluation_says_why_and_keeps_the_old_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = make_run(tmp_path / "runs" / RUN_ID, report=report_for(verdict="fail"))
+    fake_launcher(monkeypatch)
+    app = TunerApp(demo=True, runs_dir=tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        app.run_dir = run.root
+        await pilot.press("5")
+        await settle(pilot)
+        await pilot.press("e")
+        await until(pilot, lambda: screen_of(app).state.get("phase") == "evaluating", "evaluating")
+        end_evaluation(
+            run, "failed", error_kind="evaluation", message="Training completed but evaluation failed: boom",
+            hint="Fix the cause, then: tuner eval RUN",
+        )  # fmt: skip
+        await until(pilot, lambda: "Re-evaluation failed" in text_of(app, "#report-status"), "the failure")
+        status = text_of(app, "#report-status")
+        assert "evaluation failed: boom" in status and "Fix the cause, then: tuner eval RUN" in status
+        assert "FAIL" in text_of(app, "#verdict")  # the report it had is still shown
+        assert not screen_of(app).query_one("#reevaluate", Button).disabled
+
+
+async def test_the_report_appears_when_the_followed_run_completes(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "runs" / RUN_ID, phase="evaluating")
+    app = TunerApp(demo=True, runs_dir=tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        app.run_dir = run.root
+        await pilot.press("5")
+        await settle(pilot)
+        assert "the run is still evaluating" in text_of(app, "#report-status")
+        write_report(report_for(), run.report)  # the worker finishes
+        end_evaluation(run, "completed", verdict="fail")
+        await until(pilot, lambda: "FAIL" in text_of(app, "#verdict"), "the report")
+        assert not screen_of(app).query_one("#report-status", Static).display
+
+
+async def test_a_reevaluation_the_launcher_refuses_is_shown(tmp_path: Path) -> None:
+    # The real launcher: a run without an adapter is refused before anything is written or started.
     run = make_run(tmp_path / "runs" / RUN_ID, adapter=False, phase="stopped")
     app = TunerApp(demo=True, runs_dir=tmp_path / "runs")
     async with app.run_test(size=SIZE) as pilot:
@@ -323,9 +417,11 @@ async def test_a_failed_reevaluation_is_shown(tmp_path: Path) -> None:
         assert "ended as 'stopped'" in text_of(app, "#report-status")
         await pilot.press("e")
         await settle(pilot)
-        assert "Re-evaluation failed" in text_of(app, "#report-status")
+        assert "Re-evaluation not started" in text_of(app, "#report-status")
         assert "no trained adapter" in text_of(app, "#report-status")
-        assert not app.screen.evaluating
+        assert not screen_of(app).evaluating
+        assert not screen_of(app).query_one("#reevaluate", Button).disabled
+    assert not (run.root / "events.jsonl").exists() or "evaluating" not in run.events.read_text()
 
 
 @pytest.mark.parametrize("size", [(80, 24), (140, 40)])

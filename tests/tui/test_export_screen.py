@@ -130,3 +130,40 @@ def test_snapshot(
 
     app = TunerApp(demo=True, runs_dir=Path("runs"))
     assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+async def test_export_redraws_when_the_followed_run_changes_phase(tmp_path: Path) -> None:
+    """Opened during training, the adapter is not there yet; once the run completes it is."""
+    run = make_run(tmp_path / "runs" / RUN_ID, adapter=False)
+    app = TunerApp(demo=True, runs_dir=tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        app.run_dir = run.root
+        app.run_phase = "training"
+        await pilot.press("6")
+        await pilot.pause()
+        assert "has no adapter yet" in text_of(app, "#adapter")
+        assert not app.screen.query_one("#export-row").display
+        run.adapter.mkdir()
+        (run.adapter / "adapter_model.safetensors").write_bytes(b"\0" * 64)
+        app.run_phase = "completed"
+        await pilot.pause()
+        assert text_of(app, "#adapter") == f"adapter: {run.adapter}"
+        assert app.screen.query_one("#export-row").display
+
+
+async def test_attach_only_names_the_run_s_own_recipe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    run = make_run(tmp_path / "runs" / RUN_ID, report=report_for())
+    app = TunerApp(attach=Path("runs") / RUN_ID, runs_dir=Path("runs"))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("6")
+        await pilot.pause(0.2)  # not settle(): the Training step follows the run for as long as it is open
+        assert app.draft is None
+        command = text_of(app, "#command")
+        assert f"tuner run runs/{RUN_ID}/recipe.toml" in command
+        assert (tmp_path / "runs" / RUN_ID / "recipe.toml").exists()
+        # The frozen recipe is the one shown: there is no draft.
+        assert app.screen.query_one("#source", Select).value == "run"
+        assert app.screen.toml_text == run.recipe.read_text(encoding="utf-8")

@@ -34,6 +34,9 @@ task = "sequence_classification"
 def app(tmp_path: Path) -> TunerApp:
     recipe = tmp_path / "recipe.toml"
     recipe.write_text(RECIPE, encoding="utf-8")
+    (tmp_path / "train.jsonl").write_text(
+        '{"text": "Fine.", "label": "ok"}\n{"text": "Bad.", "label": "no"}\n'
+    )
     return TunerApp(recipe, runs_dir=tmp_path / "runs")
 
 
@@ -45,16 +48,16 @@ async def test_editing_project_fields_changes_the_draft(app: TunerApp) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         assert isinstance(app.screen, ObjectiveScreen)
-        name = app.screen.query_one("#project-name", Input)
+        name = app.screen.query_one("#field-project-name", Input)
         assert name.value == "notes" and name.tooltip
-        await pilot.click("#project-name")
+        await pilot.click("#field-project-name")
         await pilot.press("end", "-", "v", "2")
         await pilot.pause()
         assert app.draft.recipe.project.name == "notes-v2" and app.unsaved
-        app.screen.query_one("#project-domain", Input).value = "clinical notes"
+        app.screen.query_one("#field-project-domain", Input).value = "clinical notes"
         await pilot.pause()
         assert app.draft.recipe.project.domain == "clinical notes"
-        app.screen.query_one("#project-description", Input).value = "Sort notes."
+        app.screen.query_one("#field-project-description", Input).value = "Sort notes."
         await pilot.pause()
         assert app.draft.recipe.project.description == "Sort notes."
 
@@ -94,7 +97,8 @@ async def test_metric_list_follows_the_task_and_mismatch_is_shown(app: TunerApp)
         row.query_one(".metric", Select).value = "rouge_l"
         await pilot.pause()
         assert app.draft.recipe.objectives[0].metric == "rouge_l"
-        assert not app.draft.problems
+        # (The classification data now misfits causal_lm: the Data step says so, not this one.)
+        assert not [p for p in app.draft.problems if p.path.startswith("objectives")]
 
 
 async def test_invalid_target_is_shown_and_not_written(app: TunerApp) -> None:

@@ -54,6 +54,8 @@ r = 8
 def recipe_file(tmp_path: Path) -> Path:
     path = tmp_path / "recipe.toml"
     path.write_text(RECIPE, encoding="utf-8")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.jsonl").write_text('{"instruction": "Say hi.", "output": "Hi."}\n')
     return path
 
 
@@ -63,10 +65,10 @@ def values(app: TunerApp) -> dict[str, str]:
     if tables:
         return dict(tables.first().rows)
     fields = {
-        "#project-name": "project.name",
+        "#field-project-name": "project.name",
         "#data-path": "data.path",
         "#model-name-or-path": "model.name_or_path",
-        "#method-r": "method.r",
+        "#field-method-r": "method.r",
     }
     return {
         key: app.screen.query_one(sel, Input).value for sel, key in fields.items() if app.screen.query(sel)
@@ -372,6 +374,8 @@ async def test_starting_a_multi_node_recipe_says_what_the_other_nodes_run(
         await pilot.pause()
         assert app.draft is not None and not app.draft.problems, app.draft.problems
         app.action_start_run()
+        await pilot.pause()
+        await pilot.press("y")
         for _ in range(100):
             await pilot.pause(0.05)
             if app.run_dir is not None and step_of(app) == "training":

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Button, Footer
+from textual.widgets import Button, Collapsible, Footer, Input
 
 from tuner_tui.app import TunerApp
 from tuner_tui.runs.events import EventWriter
@@ -28,8 +28,8 @@ from tuner_tui.runs.state import TERMINAL_PHASES, process_start_time, read_state
 from tuner_tui.screens.confirm import ConfirmModal
 from tuner_tui.screens.training import TrainingScreen
 from tuner_tui.widgets.checkpoint_list import CheckpointList
-from tuner_tui.widgets.gauges import GaugePanel
-from tuner_tui.widgets.log_tail import LogTail, read_tail
+from tuner_tui.widgets.gauges import GaugePanel, MetricCells
+from tuner_tui.widgets.log_tail import LogTail, is_noise, read_tail
 from tuner_tui.widgets.run_charts import MetricChart
 from tuner_tui.widgets.series import MAX_PLOT_POINTS, Series
 
@@ -151,8 +151,10 @@ async def test_replay_of_a_finished_run_shows_where_it_ended(tmp_path: Path) -> 
         assert app.run_phase == "completed"
         assert "epoch 2.00" in progress_text(app)
         assert "ETA" not in progress_text(app)  # nothing left to wait for
+        cells = screen.query_one(MetricCells).as_text()
+        assert f"loss {loss_at(40):.4f}" in cells and "speed 1,540 tokens/s" in cells
+        assert "eval loss 0.7000" in cells
         stats = text_of(app, "#stats")
-        assert f"loss {loss_at(40):.4f}" in stats and "tok/s 1,540" in stats
         assert "tuned model: loss 1.1000, accuracy 0.8000" in stats
 
         # Every loss point is kept and charted (40 points: no decimation needed).
@@ -322,7 +324,7 @@ async def test_an_error_event_shows_its_kind_and_hint(tmp_path: Path) -> None:
         assert f"hint: {hint}" in shown
         assert error.region.y < app.screen.query_one("#loss-chart").region.y  # above the charts
         assert app.screen.query_one("#phase").has_class("-failed")
-        assert "loss nan" in text_of(app, "#stats")
+        assert "loss nan" in screen_of(app).query_one(MetricCells).as_text()
         # The non-finite point is kept but not plotted.
         screen = screen_of(app)
         assert (
@@ -435,6 +437,55 @@ def test_read_tail_reads_the_end_of_a_large_log(tmp_path: Path) -> None:
     assert offset == log.stat().st_size - len("partial")
 
 
+ANSI_LOG = (
+    "[transformers] \x1b[1mBertForSequenceClassification LOAD REPORT\x1b[0m from: /models/minilm\n"
+    "Map:   0%|          | 0/50 [00:00<?, ?examples/s]\rMap: 100%|##########| 50/50 [00:00]\n"
+    "\x1b[31mred\x1b[0m\ttabbed \x1b]8;;https://example.com\x1b\\link\x1b]8;;\x1b\\ bell\x07\r\n"
+)
+ANSI_SHOWN = [
+    "[transformers] BertForSequenceClassification LOAD REPORT from: /models/minilm",
+    "Map: 100%|##########| 50/50 [00:00]",
+    "red\ttabbed link bell\ufffd",
+]
+
+
+def test_read_tail_makes_terminal_output_ready_to_show(tmp_path: Path) -> None:
+    """Colours and styles dropped, a redrawn progress bar shown as its last state, a stray control
+    character made visible as U+FFFD; tabs and the text itself are kept."""
+    log = tmp_path / "worker.log"
+    log.write_text(ANSI_LOG, encoding="utf-8")
+    lines, offset = read_tail(log)
+    assert lines == ANSI_SHOWN and offset == log.stat().st_size
+
+
+async def test_the_log_tail_renders_library_output_without_escape_characters(tmp_path: Path) -> None:
+    """What library output puts in worker.log reaches the screen as plain text: no ESC ("[1m"
+    noise on screen, and an SVG screenshot that is not XML), no other control character."""
+    import xml.etree.ElementTree as ET
+
+    run = write_finished_run(tmp_path / "runs" / "finished")
+    run.log.write_text(ANSI_LOG, encoding="utf-8")
+    app = TunerApp(attach=run.root, runs_dir=tmp_path / "runs")
+    async with app.run_test(size=(120, 48)) as pilot:
+        log = screen_of(app).query_one(LogTail)
+        await wait_for(pilot, lambda: len(log.kept) >= len(ANSI_SHOWN), what="the log tail")
+        assert list(log.kept) == ANSI_SHOWN
+        # The transformers report and the progress bar are library noise: hidden until asked for.
+        assert log.lines == ANSI_SHOWN[2:] and log.hidden_count == 2
+        await pilot.press("l")
+        await pilot.pause()
+        assert log.lines == ANSI_SHOWN
+        log.show_lines(["raw \x1b[1mbold\x1b[0m, as written"])  # unread lines are cleaned too
+        await pilot.pause()
+        assert log.lines[-1] == "raw bold, as written"
+        shown = ["".join(segment.text for segment in log.render_line(y)) for y in range(log.line_count)]
+        assert any("BertForSequenceClassification LOAD REPORT from" in line for line in shown)
+        assert not any(ch < " " or "\x7f" <= ch <= "\x9f" for line in shown for ch in line)
+        svg = app.export_screenshot()
+    assert "\x1b" not in svg
+    ET.fromstring(svg)  # well-formed XML: a browser draws it
+
+
 # --- import hygiene --------------------------------------------------------------------------------
 
 
@@ -477,6 +528,8 @@ async def test_start_quit_and_reattach_to_a_real_run(tiny_recipe, tmp_path: Path
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await pilot.press("4", "r")
+        await pilot.pause()
+        await pilot.press("y")  # the confirmation
         await wait_for(pilot, lambda: app.run_dir is not None, timeout=20, what="the run to start")
         screen = screen_of(app)
         await wait_for(pilot, lambda: len(screen.view.loss) >= 2, timeout=60, what="training steps")
@@ -497,7 +550,8 @@ async def test_start_quit_and_reattach_to_a_real_run(tiny_recipe, tmp_path: Path
         assert screen.view.loss.xs == list(range(1, 41))  # live updates arrived, none dropped
         assert "step 40/40" in progress_text(again)
         assert [c.step for c in screen.query_one(CheckpointList).kept] == [30, 40]
-        assert screen.query_one(LogTail).line_count > 0
+        log = screen.query_one(LogTail)
+        assert log.line_count + log.hidden_count > 0  # library noise is hidden by default, and counted
 
 
 def test_telemetry_of_several_ranks_is_labelled_as_theirs() -> None:
@@ -507,3 +561,96 @@ def test_telemetry_of_several_ranks_is_labelled_as_theirs() -> None:
     labels = {g.label for g in telemetry_gauges({**event, "processes": 2})}
     assert "2 ranks RSS" in labels and "worker RSS" not in labels
     assert "worker RSS" in {g.label for g in telemetry_gauges({**event, "processes": 1})}
+
+
+# --- 80x24: the run above the fold; the log's noise hidden; attach-only -----------------------------
+
+
+async def test_at_80x24_progress_figures_and_loss_chart_are_above_the_fold(tmp_path: Path) -> None:
+    from tests.tui.test_snapshots import write_finished_run as write_snapshot_run
+
+    run = write_snapshot_run(tmp_path / "runs" / "finished")
+    app = TunerApp(demo=True, attach=run.root, runs_dir=tmp_path / "runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.run_phase == "completed", what="the replay")
+        await pilot.pause(REDRAW_GRACE)
+        screen = screen_of(app)
+        footer_y = screen.query_one(Footer).region.y
+        assert not screen.query_one(".step-intro").display  # a followed run gets the room
+        for selector in ("#progress-row", "#metrics", "#loss-chart"):
+            region = screen.query_one(selector).region
+            assert region.height > 0 and 0 <= region.y and region.bottom <= footer_y, (selector, region)
+        cells = screen.query_one(MetricCells)
+        for label in ("loss", "lr", "grad norm", "speed", "tokens", "eval loss"):
+            box = cells.query_one(f"#{MetricCells.cell_id(label)}")
+            label_box, value_box = box.children
+            assert str(label_box.render()) == label
+            # Cells of their own, the label's wider than its text: the value never runs into it.
+            assert len(label) < label_box.region.width and label_box.region.right <= value_box.region.x
+            assert box.region.bottom <= footer_y
+        speed = cells.query_one(f"#{MetricCells.cell_id('speed')}").children[1]
+        assert str(speed.render()) == "1,540 tokens/s"
+        # The loop form is folded away while a run is followed (the lead's form, kept).
+        assert screen.query_one("#loop-box", Collapsible).collapsed
+
+
+async def test_the_loop_form_is_open_when_no_run_is_followed(tmp_path: Path) -> None:
+    app = TunerApp(demo=True, runs_dir=tmp_path / "runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("4")
+        await pilot.pause()
+        screen = screen_of(app)
+        assert not screen.query_one("#loop-box", Collapsible).collapsed
+        assert screen.query_one(".step-intro").display
+        assert not screen.query_one("#loop").disabled
+
+
+NOISY_LOG = [
+    "step 1: preparing the data",
+    " 40%|####      | 20/50 [00:01<00:02, 9.9it/s]",
+    "/site-packages/transformers/x.py:12: FutureWarning: `foo` is deprecated and will be removed",
+    "  warnings.warn(",
+    "Writing model shards: 100%|##########| 2/2 [00:03<00:00,  1.5s/it]",
+    "Traceback (most recent call last):",
+    "ValueError: the worker's own error",
+]
+
+
+def test_library_noise_is_recognised_and_the_run_s_own_lines_are_not() -> None:
+    assert [is_noise(line) for line in NOISY_LOG] == [False, True, True, True, True, False, False]
+
+
+async def test_the_log_tail_hides_noise_by_default_says_how_many_and_toggles(tmp_path: Path) -> None:
+    run = write_finished_run(tmp_path / "runs" / "finished")
+    run.log.write_text("".join(f"{line}\n" for line in NOISY_LOG), encoding="utf-8")
+    app = TunerApp(attach=run.root, runs_dir=tmp_path / "runs")
+    async with app.run_test(size=(120, 48)) as pilot:
+        log = screen_of(app).query_one(LogTail)
+        await wait_for(pilot, lambda: len(log.kept) == len(NOISY_LOG), what="the log tail")
+        assert log.lines == [NOISY_LOG[0], *NOISY_LOG[5:]]
+        assert log.hidden_count == 4 and "4 library lines hidden" in str(log.border_subtitle)
+        assert "l: show all" in str(log.border_subtitle)
+        await pilot.press("l")
+        await pilot.pause()
+        assert log.lines == NOISY_LOG and log.show_all and "all lines" in str(log.border_subtitle)
+        await pilot.press("l")
+        await pilot.pause()
+        assert log.lines == [NOISY_LOG[0], *NOISY_LOG[5:]]
+
+
+async def test_attach_only_shows_the_frozen_recipe_read_only(tmp_path: Path) -> None:
+    run = write_finished_run(tmp_path / "runs" / "finished")
+    run.recipe.write_text(
+        "schema_version = 1\n[training]\nlearning_rate = 0.000321\nmax_steps = 40\n", encoding="utf-8"
+    )
+    app = TunerApp(attach=run.root, runs_dir=tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.run_phase == "completed", what="the replay")
+        screen = screen_of(app)
+        assert app.draft is None
+        box = screen.query_one("#loop-box", Collapsible)
+        assert box.display and "frozen recipe, read-only" in str(box.title)
+        form = screen.query_one("#loop")
+        assert form.disabled
+        assert screen.query_one("#field-training-learning_rate", Input).value == "0.000321"
+        assert "frozen recipe of run finished" in text_of(app, "#draft-note")

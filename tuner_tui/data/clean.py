@@ -7,7 +7,6 @@ returns a `StepReport` with rows before/after and a few masked examples of what 
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 from collections import Counter
 from collections.abc import Callable
@@ -21,7 +20,8 @@ import pyarrow.compute as pc
 from tuner_tui.data import pii
 from tuner_tui.data.dedup import MinHasher, exact_keys, first_occurrences, near_duplicates
 from tuner_tui.data.formats import REQUIRED_ROLES, Detection
-from tuner_tui.data.report import _TokenCounter, snippet
+from tuner_tui.data.ops import validate_step
+from tuner_tui.data.report import _TokenCounter, find_label_conflicts, snippet
 from tuner_tui.data.text import arrow_batches, as_text, identity_text, map_strings, row_text, text_columns
 from tuner_tui.errors import TunerError
 
@@ -29,16 +29,6 @@ if TYPE_CHECKING:
     from datasets import Dataset
 
 EXAMPLES = 3
-# op -> {parameter: (default, validator description)}
-STEP_PARAMS: dict[str, dict[str, Any]] = {
-    "drop_empty": {},
-    "normalize": {"form": "NFC", "whitespace": True},
-    "length_filter": {"min_tokens": 0, "max_tokens": None},
-    "dedup_exact": {},
-    "dedup_near": {"threshold": 0.8},
-    "redact_pii": {"kinds": list(pii.PII_KINDS)},
-    "drop_pii_rows": {"kinds": list(pii.PII_KINDS)},
-}
 
 
 @dataclass
@@ -55,83 +45,6 @@ class StepReport:
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
-
-
-def _fail(index: int, param: str, message: str) -> TunerError:
-    return TunerError(f"data.cleaning[{index}].{param} {message}")
-
-
-def _check_kinds(index: int, value: Any) -> list[str]:
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not value:
-        raise _fail(index, "kinds", f"must be a list of PII kinds, e.g. ['email', 'phone'] (got {value!r}).")
-    for kind in value:
-        if kind not in pii.PII_KINDS:
-            close = difflib.get_close_matches(str(kind), pii.PII_KINDS, n=1)
-            hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise _fail(
-                index, "kinds", f"has unknown kind {kind!r}; choose from {', '.join(pii.PII_KINDS)}.{hint}"
-            )
-    return list(value)
-
-
-def validate_step(index: int, step: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The op and its parameters with defaults filled in.
-
-    Raises:
-        TunerError: naming `data.cleaning[i].<param>` for an unknown op or a bad parameter.
-    """
-    op = step.get("op")
-    if op == "filter_language":
-        raise _fail(
-            index,
-            "op",
-            "= 'filter_language' is not available: no well-kept language identifier that works offline "
-            "ships with tuner. Remove the step, or filter the file beforehand.",
-        )
-    if op not in STEP_PARAMS:
-        close = difflib.get_close_matches(str(op), STEP_PARAMS, n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise _fail(
-            index, "op", f"= {op!r} is not a cleaning step; choose from {', '.join(STEP_PARAMS)}.{hint}"
-        )
-    allowed = STEP_PARAMS[op]
-    params = dict(allowed)
-    for key, value in step.items():
-        if key == "op":
-            continue
-        if key not in allowed:
-            known = ", ".join(allowed) or "none"
-            raise _fail(index, key, f"is not a parameter of {op} (its parameters: {known}).")
-        params[key] = value
-    if op == "normalize":
-        if params["form"] not in ("NFC", "NFKC", "NFD", "NFKD"):
-            raise _fail(index, "form", f"must be one of NFC, NFKC, NFD, NFKD (got {params['form']!r}).")
-        if not isinstance(params["whitespace"], bool):
-            raise _fail(index, "whitespace", f"must be true or false (got {params['whitespace']!r}).")
-    elif op == "length_filter":
-        low, high = params["min_tokens"], params["max_tokens"]
-        if not isinstance(low, int) or isinstance(low, bool) or low < 0:
-            raise _fail(index, "min_tokens", f"must be a whole number >= 0 (got {low!r}).")
-        if high is not None and (not isinstance(high, int) or isinstance(high, bool) or high < max(low, 1)):
-            raise _fail(index, "max_tokens", f"must be a whole number >= min_tokens and >= 1 (got {high!r}).")
-        if low == 0 and high is None:
-            raise _fail(index, "max_tokens", "is missing: set min_tokens, max_tokens or both.")
-    elif op == "dedup_near":
-        threshold = params["threshold"]
-        if (
-            isinstance(threshold, bool)
-            or not isinstance(threshold, (int, float))
-            or not 0.0 < threshold <= 1.0
-        ):
-            raise _fail(
-                index, "threshold", f"must be a Jaccard similarity in (0, 1], e.g. 0.8 (got {threshold!r})."
-            )
-        params["threshold"] = float(threshold)
-    elif op in ("redact_pii", "drop_pii_rows"):
-        params["kinds"] = _check_kinds(index, params["kinds"])
-    return op, params
 
 
 def _filter(dataset: Dataset, keep_batches: list[np.ndarray]) -> Dataset:
@@ -328,6 +241,29 @@ def _dedup_near(
     return _filter(dataset, [keep])
 
 
+def _resolve_label_conflicts(
+    dataset: Dataset, detection: Detection, params: dict, report: StepReport, **_: Any
+) -> Dataset:
+    label_col = detection.fields.get("label")
+    if detection.format != "classification" or label_col is None or label_col not in dataset.column_names:
+        raise TunerError(
+            f"[[data.cleaning]] op = 'resolve_label_conflicts' needs classification data (a text and a "
+            f"label column), but the data is '{detection.format}'. Remove the step, or set [data] format = "
+            "'classification' with fields = {text = '...', label = '...'}."
+        )
+    cols = text_columns(detection, dataset.column_names)
+    conflicts = find_label_conflicts(dataset, cols, label_col)
+    keep = conflicts.keep_mask(params["keep"])
+    report.details.update({"texts": conflicts.texts, "rows": conflicts.rows, "ties": conflicts.ties})
+    examples = _dropped_examples(dataset, keep, detection)
+    if examples:
+        labels = dataset.select([e["row"] for e in examples])[label_col]
+        for example, label in zip(examples, labels, strict=True):
+            example["label"] = str(label)
+    report.examples = examples
+    return _filter(dataset, [keep])
+
+
 _STEPS: dict[str, Callable[..., Dataset]] = {
     "drop_empty": _drop_empty,
     "normalize": _normalize,
@@ -336,6 +272,7 @@ _STEPS: dict[str, Callable[..., Dataset]] = {
     "dedup_near": _dedup_near,
     "redact_pii": _redact_pii,
     "drop_pii_rows": _drop_pii_rows,
+    "resolve_label_conflicts": _resolve_label_conflicts,
 }
 
 

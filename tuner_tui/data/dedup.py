@@ -9,6 +9,9 @@ same affine32 permutations (taken from `datasketch.MinHash`, so the signatures a
 thousands. Band parameters come from `datasketch.MinHashLSH` weighted towards recall; candidate pairs
 are then kept only when their estimated Jaccard similarity reaches the threshold, and clusters are
 the connected components of the kept pairs (union-find by hooking and pointer jumping).
+
+Label conflicts are exact duplicates of a row's text (its label left out) that carry different
+labels: `label_conflicts` groups them and finds each text's majority label, if it has one.
 """
 
 from __future__ import annotations
@@ -221,3 +224,71 @@ def near_duplicates(
     bands, per_band = lsh_params(threshold, sig.shape[1])
     pairs = _candidate_pairs(sig, rows, bands, per_band) if len(rows) > 1 else np.zeros((0, 2), np.int64)
     return NearDuplicates(connected_roots(len(sig), _similar(sig, pairs, threshold)), threshold)
+
+
+@dataclass
+class LabelConflicts:
+    """Texts that appear more than once with different labels.
+
+    Attributes:
+        group: Per row, the conflict its text is in (0, 1, ... in order of first appearance), or -1.
+        majority: Per row, True when it carries its text's most common label and no other label
+            is as common (a tie has no majority: every row of that text is False).
+        ties: Conflicting texts whose most common label is shared by two labels or more.
+    """
+
+    group: np.ndarray
+    majority: np.ndarray
+    ties: int
+
+    @property
+    def texts(self) -> int:
+        """Texts that carry two or more labels."""
+        return int(self.group.max()) + 1 if len(self.group) else 0
+
+    @property
+    def rows(self) -> int:
+        """Rows holding one of those texts."""
+        return int((self.group >= 0).sum())
+
+    def keep_mask(self, keep: str) -> np.ndarray:
+        """Rows kept: outside any conflict, plus (keep = 'majority') those with the majority label."""
+        outside = self.group < 0
+        return outside | self.majority if keep == "majority" else outside
+
+
+def label_conflicts(keys: np.ndarray, labels: np.ndarray) -> LabelConflicts:
+    """Group rows by text key and find the texts labelled in more than one way.
+
+    Args:
+        keys: A 64-bit hash of each row's text (`exact_keys`), the label left out of it.
+        labels: A non-negative integer code per row for its label; -1 for a row without one, which
+            takes part in no conflict.
+
+    Returns:
+        The conflicts, with each row's group and whether it carries the majority label.
+    """
+    n = len(keys)
+    group = np.full(n, -1, dtype=np.int64)
+    majority = np.zeros(n, dtype=bool)
+    rows = np.flatnonzero(labels >= 0)
+    if len(rows) < 2:
+        return LabelConflicts(group, majority, 0)
+    unique_keys, first_row, key_of = np.unique(keys[rows], return_index=True, return_inverse=True)
+    width = int(labels[rows].max()) + 1
+    pair = key_of.astype(np.int64) * width + labels[rows]
+    pairs, pair_of, pair_count = np.unique(pair, return_inverse=True, return_counts=True)
+    pair_key = pairs // width
+    distinct = np.bincount(pair_key, minlength=len(unique_keys))
+    top = np.zeros(len(unique_keys), dtype=np.int64)
+    np.maximum.at(top, pair_key, pair_count)
+    at_top = np.bincount(pair_key[pair_count == top[pair_key]], minlength=len(unique_keys))
+    conflicting = distinct > 1
+    tie = conflicting & (at_top > 1)
+    # number the conflicting texts in the order their first row appears
+    order = np.argsort(first_row[conflicting], kind="stable")
+    number = np.full(len(unique_keys), -1, dtype=np.int64)
+    number[np.flatnonzero(conflicting)[order]] = np.arange(int(conflicting.sum()))
+    group[rows] = number[key_of]
+    majority[rows] = conflicting[key_of] & ~tie[key_of] & (pair_count[pair_of] == top[key_of])
+    return LabelConflicts(group, majority, int(tie.sum()))

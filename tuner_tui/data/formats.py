@@ -140,7 +140,14 @@ def resolve_format(
         allow_untrainable: Accept preference pairs (inspection reports them; training cannot).
     """
     if fmt == "auto":
-        detection = detect_format(columns, sample_rows)
+        # a mapped column counts as a column named for its role: {text = 'abstract'} reads as 'text'
+        role_of = {column: role for role, column in fields.items()}
+        named = [role_of.get(c, c) for c in columns]
+        rows = [{role_of.get(k, k): v for k, v in row.items()} for row in sample_rows]
+        detection = detect_format(named, rows)
+        for real, role in role_of.items():  # the evidence names the real columns
+            if real in columns and real != role:
+                detection.evidence = [e.replace(f"'{role}'", f"'{real}'") for e in detection.evidence]
         detection.fields.update(fields)
     else:
         mapped = {k: v for k, v in DEFAULT_FIELDS[fmt].items() if v in columns}

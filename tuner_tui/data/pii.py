@@ -48,20 +48,22 @@ _KIND_RE2 = {
     "credit_card": rf"{_D}(?:[ -]?{_D}){{12}}",
     "us_ssn": rf"{_D}{{3}}-{_D}{{2}}-{_D}{{4}}",
     "ip_address": rf"(?:{_D}{{1,3}}\.){{3}}{_D}",
-    "phone": rf"\+{_D}|{_D}{{3}}[.-]{_D}{{4}}|0{_D}{{2,4}}[ -]{_D}{{3}}",
+    "phone": rf"\+{_D}|{_D}{{3}}[.-]{_D}{{4}}|\)[ .-]?{_D}{{3}} {_D}{{4}}|0{_D}{{2,4}}[ -]{_D}{{3}}",
 }
 
 _EMAIL = re.compile(
     r"(?<![\w.+%-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
     r"[A-Za-z]{2,24}(?![\w-])"
 )
-# North American numbers need separators (a bare 10-digit run is more often an id than a phone);
-# international numbers need the leading +; national numbers with a trunk 0 need spaces or dashes.
+# North American numbers need a phone's shape: (555) 123-4567, or 555-123-4567 / 555.123.4567 with
+# the same separator twice (a bare 10-digit run is more often an id than a phone, and "555 123 4567"
+# is as often three counts); international numbers need the leading +; national numbers with a
+# trunk 0 need spaces or dashes.
 _PHONE = re.compile(
     r"(?<![\w+.-])(?:"
     r"\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]\d{2,6}){1,4}"
     r"|\+\d{8,14}"
-    r"|(?:\+?1[ .-])?(?:\(\d{3}\) ?|\d{3}[.-])\d{3}[.-]\d{4}"
+    r"|(?:1[ .-])?(?:\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}|\d{3}(?P<sep>[.-])\d{3}(?P=sep)\d{4})"
     r"|0\d{2,4}[ -]\d{3,4}[ -]\d{3,4}"
     r")(?![\w.-]?\d)"
 )
@@ -141,6 +143,8 @@ def _ssn_ok(text: str) -> bool:
 
 
 def _phone_ok(text: str) -> bool:
+    if len({c for c in text if c.isdigit()}) < 2:
+        return False  # 000-000-0000 and the like fill a form, they reach no one
     digits = sum(c.isdigit() for c in text)
     if text.startswith("+"):
         return 8 <= digits <= 15
@@ -148,8 +152,9 @@ def _phone_ok(text: str) -> bool:
         return 10 <= digits <= 11
     national = re.sub(r"\D", "", text)
     national = national[1:] if len(national) == 11 and national.startswith("1") else national
-    # North American numbering plan: area code and exchange start with 2-9.
-    return len(national) == 10 and national[0] in "23456789" and national[3] in "23456789"
+    # The shape alone makes it a phone number: the fictional 555-01xx and placeholder numbers such as
+    # (555) 123-4567 break the numbering plan's rules but are still what a redaction must catch.
+    return len(national) == 10
 
 
 def _entropy(text: str) -> float:

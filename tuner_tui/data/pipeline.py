@@ -45,6 +45,16 @@ def check_task_fits(detection: Detection, task: str) -> None:
         )
 
 
+def class_labels(data: DataSplits) -> list[str]:
+    """The classification labels, sorted: the classifier's outputs in order (id 0 first).
+
+    Training sizes the classification head with these, and the memory estimate counts its
+    parameters with them, so both see the same head.
+    """
+    label_col = data.detection.fields["label"]
+    return sorted({str(v) for part in data.splits.values() for v in part.unique(label_col)})
+
+
 def load_splits(recipe: Recipe, base_dir: Path | None = None, tokenizer: Any = None) -> DataSplits:
     """Load, detect, clean (the recipe's [[data.cleaning]]), fingerprint and split the data."""
     dataset, info = load_data(recipe.data.path, base_dir)

@@ -1,4 +1,8 @@
-"""Render a DataReport in the terminal with rich: tables and block-bar histograms, 80 columns wide."""
+"""Render a DataReport in the terminal with rich: tables and block-bar histograms, 80 columns wide.
+
+Everything taken from the data or the report (paths, notes, snippets, warnings that name "[data]")
+is passed as `Text`, never as a markup string, so it prints as written on any console.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from tuner_tui.data.report import DataReport
 
@@ -40,44 +45,45 @@ def render_report(report: DataReport, console: Console) -> None:
     """Print the report: overview, fields, lengths with histograms, duplicates, PII, labels, examples."""
     data = report.to_json()
     overview = Table(title="Data", show_header=False, box=None, padding=(0, 1))
-    overview.add_row("source", str(data["source"]))
+    overview.add_row("source", Text(str(data["source"])))
     overview.add_row("format", f"{data['format']}" + ("" if data["trainable"] else " (not trainable yet)"))
-    overview.add_row("evidence", "; ".join(data["evidence"]))
-    overview.add_row("fields", ", ".join(f"{k} → {v}" for k, v in data["fields"].items()))
+    overview.add_row("evidence", Text("; ".join(data["evidence"])))
+    overview.add_row("fields", Text(", ".join(f"{k} → {v}" for k, v in data["fields"].items())))
     overview.add_row("rows", f"{data['rows']:,}")
-    overview.add_row("columns", ", ".join(data["columns"]))
-    overview.add_row("encoding", str(data["load"]["encoding"]))
+    overview.add_row("columns", Text(", ".join(data["columns"])))
+    overview.add_row("encoding", Text(str(data["load"]["encoding"])))
     if data["load"]["skipped_rows"]:
         overview.add_row("skipped", f"{data['load']['skipped_rows']:,} malformed row(s)")
     for note in data["load"]["notes"]:
-        overview.add_row("note", note)
+        overview.add_row("note", Text(note))
     console.print(overview)
 
     fields = Table(title="Fields")
     for name in ("role", "column", "missing", "empty"):
         fields.add_column(name, justify="right" if name in ("missing", "empty") else "left")
     for role, counts in data["field_counts"].items():
-        fields.add_row(role, data["fields"][role], f"{counts['missing']:,}", f"{counts['empty']:,}")
+        fields.add_row(role, Text(data["fields"][role]), f"{counts['missing']:,}", f"{counts['empty']:,}")
     if data["empty_turns"] is not None:
         fields.caption = f"{data['empty_turns']:,} empty turn(s) in conversations"
     console.print(fields)
 
-    lengths = Table(title="Lengths", caption=f"tokens: {data['token_lengths']['counted_with']}")
+    # Without a tokenizer the lengths are whitespace words: say so wherever they are shown.
+    unit = data["token_lengths"].get("unit", "tokens")
+    lengths = Table(title="Lengths", caption=Text(f"{unit}: {data['token_lengths']['counted_with']}"))
     for name in ("", "min", "p50", "p95", "max"):
         lengths.add_column(name, justify="right" if name else "left")
-    for name in ("char_lengths", "token_lengths"):
+    for label, name in (("chars", "char_lengths"), (unit, "token_lengths")):
         s = data[name]
         lengths.add_row(
-            name.split("_")[0],
-            *(f"{s[k]:,}" if s[k] is not None else "-" for k in ("min", "p50", "p95", "max")),
+            label, *(f"{s[k]:,}" if s[k] is not None else "-" for k in ("min", "p50", "p95", "max"))
         )
     console.print(lengths)
     console.print(_histogram("characters per example", data["char_lengths"]))
-    console.print(_histogram("tokens per example", data["token_lengths"]))
+    console.print(_histogram(f"{unit} per example", data["token_lengths"]))
     if data["truncation"]:
         t = data["truncation"]
         console.print(
-            f"max_length {t['max_length']}: {t['rows_over']:,} rows ({t['share']:.1%}) would be cut"
+            f"max_length {t['max_length']} ({unit}): {t['rows_over']:,} rows ({t['share']:.1%}) would be cut"
         )
 
     quality = Table(title="Duplicates and personal data", show_header=False)
@@ -87,14 +93,30 @@ def render_report(report: DataReport, console: Console) -> None:
             f"near-duplicate clusters (≥{data['near_duplicate_threshold']:g})",
             f"{data['near_duplicate_clusters']:,} ({data['near_duplicate_rows']:,} extra rows)",
         )
+    conflicts = data.get("label_conflicts")
+    if conflicts is not None:
+        quality.add_row(
+            "texts with conflicting labels",
+            f"{conflicts['texts']:,} ({conflicts['rows']:,} rows)" if conflicts["texts"] else "none",
+        )
+    for column, value in data.get("constant_columns", {}).items():
+        quality.add_row(
+            Text(f"same in every row: {column}"), Text(value[:40] if value.strip() else "(empty)")
+        )
     for kind, count in data["pii"].items():
         quality.add_row(f"PII: {kind}", f"{count:,}")
     if not data["pii"]:
         quality.add_row("PII", "none found")
     console.print(quality)
-    for kind, examples in data["pii_examples"].items():
-        for example in examples[:2]:
-            console.print(f"  [dim]{kind}:[/] {example}", overflow="ellipsis", no_wrap=True)
+    for example in (conflicts or {}).get("examples", [])[:2]:
+        counts = ", ".join(f"{label} ×{count}" for label, count in example["labels"].items())
+        line = Text.assemble("  ", (f"labels {counts}:", "dim"), " ", example["text"])
+        console.print(line, overflow="ellipsis", no_wrap=True)
+    for kind, shown in data["pii_examples"].items():
+        for example in shown[:2]:
+            console.print(
+                Text.assemble("  ", (f"{kind}:", "dim"), " ", example), overflow="ellipsis", no_wrap=True
+            )
 
     if data["labels"]:
         labels = Table(
@@ -102,7 +124,7 @@ def render_report(report: DataReport, console: Console) -> None:
         )
         top = max(data["labels"].values())
         for label, count in list(data["labels"].items())[:20]:
-            labels.add_row(label[:20], bar(count, top, 30), f"{count:,}")
+            labels.add_row(Text(label[:20]), bar(count, top, 30), f"{count:,}")
         console.print(labels)
 
     for name in ("shortest", "longest"):
@@ -111,7 +133,7 @@ def render_report(report: DataReport, console: Console) -> None:
         examples.add_column("chars", justify="right")
         examples.add_column("text", overflow="ellipsis", no_wrap=True, max_width=58)
         for row in data[name]:
-            examples.add_row(str(row["row"]), f"{row['chars']:,}", row["text"])
+            examples.add_row(str(row["row"]), f"{row['chars']:,}", Text(row["text"]))
         console.print(examples)
     for warning in data["warnings"]:
-        console.print(f"[yellow]warning:[/] {warning}")
+        console.print(Text.assemble(("warning:", "yellow"), " ", warning))  # warnings name [data] keys

@@ -16,9 +16,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tuner_tui.data import pii
-from tuner_tui.data.dedup import MinHasher, exact_keys, first_occurrences, near_duplicates
+from tuner_tui.data.dedup import (
+    LabelConflicts,
+    MinHasher,
+    exact_keys,
+    first_occurrences,
+    label_conflicts,
+    near_duplicates,
+)
 from tuner_tui.data.formats import TRAINABLE_FORMATS, Detection, resolve_format, to_messages
-from tuner_tui.data.load import LoadInfo, load_data
+from tuner_tui.data.load import SPLIT_COLUMN, LoadInfo, load_data
 from tuner_tui.data.text import arrow_batches, as_text, identity_text, row_text, text_columns, word_counts
 
 if TYPE_CHECKING:
@@ -31,6 +38,7 @@ EXAMPLES_PER_KIND = 3
 EXTREMES = 5
 HISTOGRAM_BINS = 12
 WHITESPACE_LABEL = "whitespace words (no tokenizer given)"
+CONFLICT_EXAMPLES = 3
 _CHAT_FORMATS = ("alpaca", "sharegpt", "messages")
 
 
@@ -86,6 +94,8 @@ class DataReport:
     shortest: list[dict[str, Any]]
     longest: list[dict[str, Any]]
     warnings: list[str] = field(default_factory=list)
+    label_conflicts: dict[str, Any] | None = None
+    constant_columns: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict; keys listed in the issue are always present."""
@@ -117,6 +127,10 @@ class DataReport:
             "shortest": self.shortest,
             "longest": self.longest,
             "warnings": self.warnings,
+            "label_conflicts": self.label_conflicts,
+            "constant_columns": self.constant_columns,
+            # the unit of `token_lengths` (and of each example's "tokens"): words without a tokenizer
+            "length_unit": self.token_lengths.get("unit", "tokens"),
         }
 
 
@@ -127,6 +141,7 @@ class _TokenCounter:
         self.tokenizer = tokenizer
         self.detection = detection
         self.template: str | None = None
+        self.unit = "tokens" if tokenizer is not None else "words"
         if tokenizer is None:
             self.label = WHITESPACE_LABEL
             return
@@ -167,6 +182,86 @@ def _detect(dataset: Dataset, recipe_data: DataConfig | None) -> Detection:
     fmt = recipe_data.format if recipe_data else "auto"
     fields = recipe_data.fields if recipe_data else {}
     return resolve_format(fmt, fields, dataset.column_names, sample, allow_untrainable=True)
+
+
+def label_codes(labels: pa.Array | pa.ChunkedArray, vocab: dict[str, int]) -> np.ndarray:
+    """An integer code per label, stable across batches (new values are added to `vocab`); -1 for
+    a missing or blank label, which conflicts with nothing."""
+    text = pc.utf8_trim_whitespace(as_text(labels))
+    encoded = pc.dictionary_encode(text)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    codes = np.array([vocab.setdefault(v, len(vocab)) if v else -1 for v in encoded.dictionary.to_pylist()])
+    if not len(codes):
+        return np.full(len(text), -1, dtype=np.int64)
+    return codes[encoded.indices.to_numpy(zero_copy_only=False)].astype(np.int64)
+
+
+def find_label_conflicts(dataset: Dataset, text_cols: list[str], label_col: str) -> LabelConflicts:
+    """The texts of `dataset` (exactly the same in `text_cols`) labelled in more than one way."""
+    keys, codes, vocab = [], [], dict[str, int]()
+    for table in arrow_batches(dataset):
+        keys.append(exact_keys(identity_text(table, text_cols)))
+        codes.append(label_codes(table.column(label_col), vocab))
+    if not keys:
+        return label_conflicts(np.zeros(0, np.uint64), np.zeros(0, np.int64))
+    return label_conflicts(np.concatenate(keys), np.concatenate(codes))
+
+
+def _conflict_finding(
+    dataset: Dataset, conflicts: LabelConflicts, text_cols: list[str], label_col: str
+) -> dict[str, Any]:
+    """Counts and a few masked examples (text, rows, labels) of the label conflicts."""
+    examples = []
+    in_conflict = np.flatnonzero(conflicts.group >= 0)
+    for number in range(min(conflicts.texts, CONFLICT_EXAMPLES)):
+        rows = in_conflict[conflicts.group[in_conflict] == number].tolist()
+        labels = dataset.select(rows)[label_col]
+        examples.append(
+            {
+                "text": _row_snippets(dataset, rows[:1], text_cols)[0],
+                "rows": rows[:10],
+                "labels": dict(Counter(str(v) for v in labels).most_common()),
+            }
+        )
+    return {"texts": conflicts.texts, "rows": conflicts.rows, "ties": conflicts.ties, "examples": examples}
+
+
+class _ConstantColumns:
+    """Columns whose value is the same in every row, found batch by batch (most drop out at once)."""
+
+    def __init__(self, columns: list[str]):
+        self.values: dict[str, str | None] = dict.fromkeys(columns)
+
+    def update(self, table: pa.Table) -> None:
+        for name in list(self.values):
+            distinct = pc.unique(as_text(table.column(name), skip=frozenset()))
+            value = distinct[0].as_py() if len(distinct) == 1 else None
+            if value is None or self.values[name] not in (None, value):
+                del self.values[name]
+            else:
+                self.values[name] = value
+
+    def found(self, rows: int) -> dict[str, str]:
+        return {k: v for k, v in self.values.items() if v is not None} if rows >= 2 else {}
+
+
+def _constant_warning(column: str, value: str, detection: Detection) -> str:
+    role = next((r for r, c in detection.fields.items() if c == column), None)
+    shown = snippet(value, 60)
+    text = f"Column '{column}' holds the same value in every row ('{shown}')"
+    if detection.format == "alpaca" and role == "instruction" and detection.fields.get("input"):
+        return (
+            f"{text}, so every prompt starts with the same words. If it is a standing instruction, map it "
+            f"as the system prompt and the varying column as the instruction: fields = {{system = "
+            f"'{column}', instruction = '{detection.fields['input']}'}}."
+        )
+    if role is not None:
+        return (
+            f"{text}, and it is mapped as '{role}': every row gives the model the same {role}. "
+            "Check [data] fields."
+        )
+    return f"{text}: it says nothing about any row (it is not mapped, so training does not see it)."
 
 
 def _empty_elements(array: pa.Array) -> int:
@@ -215,6 +310,8 @@ def inspect_dataset(
     label_col = detection.fields.get("label") if detection.format == "classification" else None
     counter = _TokenCounter(tokenizer, detection)
     hasher = MinHasher() if find_near_duplicates else None
+    constant = _ConstantColumns([c for c in columns if c != SPLIT_COLUMN])
+    text_keys, label_parts, label_vocab = [], [], dict[str, int]()
 
     char_parts, token_parts, key_parts, sig_parts = [], [], [], []
     field_counts = {
@@ -226,6 +323,7 @@ def inspect_dataset(
     pii_examples: dict[str, list[str]] = {}
     pii_rows = 0
     for table in arrow_batches(dataset):
+        constant.update(table)
         texts = row_text(table, content_cols)
         char_parts.append(pc.utf8_length(texts).to_numpy(zero_copy_only=False))
         tokens = counter.count(table, texts)
@@ -248,6 +346,8 @@ def inspect_dataset(
         if label_col:
             for item in pc.value_counts(table.column(label_col)).to_pylist():
                 labels[str(item["values"])] += item["counts"]
+            text_keys.append(exact_keys(identity_text(table, content_cols)))
+            label_parts.append(label_codes(table.column(label_col), label_vocab))
         for _, text, hits in pii.scan(texts):
             pii_rows += 1
             for hit in hits:
@@ -285,7 +385,9 @@ def inspect_dataset(
         }
         if rows and over / rows > 0.05:
             warnings.append(
-                f"{over / rows:.0%} of rows are longer than max_length = {max_length} and will be cut."
+                f"{over / rows:.0%} of rows are longer than max_length = {max_length} "
+                f"({'tokens' if counter.tokenizer is not None else 'counted in whitespace words'}) "
+                "and will be cut."
             )
     imbalance = None
     if label_col:
@@ -296,12 +398,35 @@ def inspect_dataset(
             )
         elif labels:
             imbalance = round(max(labels.values()) / min(labels.values()), 2)
+    conflict_finding = None
+    if label_col and rows:
+        conflicts = label_conflicts(np.concatenate(text_keys), np.concatenate(label_parts))
+        conflict_finding = _conflict_finding(dataset, conflicts, content_cols, label_col)
+        if conflicts.texts:
+            shown = conflict_finding["examples"][0]
+            ties = (
+                f"; {'all' if conflicts.ties == conflicts.texts else conflicts.ties} of them have no most "
+                "common label (two labels or more tie), so 'majority' drops their rows too"
+                if conflicts.ties
+                else ""
+            )
+            warnings.append(
+                f"{conflicts.texts:,} text(s) appear with different labels ({conflicts.rows:,} rows), e.g. "
+                f"'{snippet(shown['text'], 60)}' labelled {', '.join(shown['labels'])}: a classifier "
+                "learns one label per text. Add the cleaning step resolve_label_conflicts (keep = "
+                f"'majority' keeps each text's most common label, keep = 'none' drops every such row){ties}."
+            )
+    constant_columns = constant.found(rows)
+    for column, value in constant_columns.items():
+        if value.strip() and column != label_col:
+            warnings.append(_constant_warning(column, value, detection))
     if detection.format not in TRAINABLE_FORMATS:
         warnings.append(f"'{detection.format}' data is recognised but cannot be trained on yet.")
     if info.skipped_rows:
         warnings.append(f"{info.skipped_rows} malformed row(s) were skipped while loading.")
     token_summary = length_summary(tokens)
     token_summary["counted_with"] = counter.label
+    token_summary["unit"] = counter.unit
     return DataReport(
         source=info.source,
         load=info.to_json(),
@@ -328,6 +453,8 @@ def inspect_dataset(
         shortest=_extremes(dataset, order[:EXTREMES].tolist(), chars, tokens, content_cols),
         longest=_extremes(dataset, order[::-1][:EXTREMES].tolist(), chars, tokens, content_cols),
         warnings=warnings,
+        label_conflicts=conflict_finding,
+        constant_columns={k: snippet(v) for k, v in constant_columns.items()},
     )
 
 

@@ -47,6 +47,41 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+SAMPLE_TEXTS = ("input", "reference", "base", "tuned")
+"""The keys of a report sample that hold text: from the data, or generated from it."""
+
+
+def mask_samples(report: dict[str, Any]) -> dict[str, Any]:
+    """`report` with PII masked in every text it quotes from the data (its samples and the bias
+    probes' example pairs), the way `tuner inspect` masks it; marked "samples_masked": True.
+
+    Numbers, verdicts and anything else are left as they are; `report` itself is not changed.
+    """
+    from tuner_tui.data.pii import mask_text
+
+    def masked(entry: Any, keys: tuple[str, ...]) -> Any:
+        if not isinstance(entry, dict):
+            return entry
+        return {k: mask_text(v) if k in keys and isinstance(v, str) else v for k, v in entry.items()}
+
+    out = {**report, "samples_masked": True}
+    samples = report.get("samples")
+    if isinstance(samples, dict):
+        out["samples"] = {
+            key: [masked(e, SAMPLE_TEXTS) for e in rows] if isinstance(rows, list) else rows
+            for key, rows in samples.items()
+        }
+    bias = report.get("bias")
+    counterfactual = bias.get("counterfactual") if isinstance(bias, dict) else None
+    if isinstance(bias, dict) and isinstance(counterfactual, dict):
+        pairs = counterfactual.get("pairs")
+        if isinstance(pairs, dict) and isinstance(pairs.get("examples"), list):
+            examples = [masked(e, ("original", "swapped")) for e in pairs["examples"]]
+            pairs = {**pairs, "examples": examples}
+            out["bias"] = {**bias, "counterfactual": {**counterfactual, "pairs": pairs}}
+    return out
+
+
 def write_report(report: dict[str, Any], report_dir: Path) -> None:
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -55,13 +90,41 @@ def write_report(report: dict[str, Any], report_dir: Path) -> None:
     atomic_write_text(report_dir / "report.md", render_markdown(report))
 
 
+def sample_note(report: dict[str, Any]) -> str:
+    """A sentence saying the report rests on a sample of the split, or "" when it covers all of it.
+
+    Reports written before `sample` was recorded give "" (their size is in `examples`)."""
+    sample = report.get("sample")
+    if not isinstance(sample, dict) or not sample.get("n", 0) < sample.get("of", 0):
+        return ""
+    how = ", stratified by label" if sample.get("stratified") else ""
+    return (
+        f"It rests on a sample: {sample['n']} of the {sample['of']} `{report['split']}` rows, drawn at "
+        f"random (seed {sample['seed']} from `[project] seed`{how}); another sample can give another "
+        f"result. Set `[evaluation] max_samples` to {sample['of']} or more to measure every row."
+    )
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     lines = [f"# Evaluation report: {report['run_id']}", ""]
-    lines += [f"**Verdict:** {VERDICT_WORDS[report['verdict']]}", ""]
+    verdict = VERDICT_WORDS[report["verdict"]]
+    note = sample_note(report)
     lines += [
-        f"Task `{report['task']}`, measured on the `{report['split']}` split ({report['examples']} examples)."
+        f"**Verdict:** {verdict}" + (f" {note}" if note and report["verdict"] != "no_objectives" else ""),
+        "",
     ]
-    lines += [""]
+    sample = report.get("sample")
+    if isinstance(sample, dict) and {"n", "of"} <= sample.keys():
+        which = (
+            f"all {sample['of']}" if sample["n"] >= sample["of"] else f"{sample['n']} of the {sample['of']}"
+        )
+        where = f"Task `{report['task']}`, measured on {which} rows of the `{report['split']}` split."
+    else:  # a report written before the sample was recorded
+        where = (
+            f"Task `{report['task']}`, measured on the `{report['split']}` split "
+            f"({report['examples']} examples)."
+        )
+    lines += [where + (f" {note}" if note and report["verdict"] == "no_objectives" else ""), ""]
     if report["objectives"]:
         lines += [
             "## Objectives",
@@ -91,13 +154,21 @@ def render_markdown(report: dict[str, Any]) -> str:
         for label, row in zip(labels, confusion["matrix"], strict=True):
             lines.append(f"| **{label}** | " + " | ".join(str(v) for v in row) + " |")
         lines.append("")
-    lines += _samples_markdown(report["samples"])
+    lines += _samples_markdown(report["samples"], report.get("samples_masked"))
     lines += _bias_section(report["bias"])
     return "\n".join(lines) + "\n"
 
 
-def _samples_markdown(samples: dict[str, list[dict]]) -> list[str]:
+def _samples_markdown(samples: dict[str, list[dict]], masked: bool | None = None) -> list[str]:
     lines = ["## Samples", ""]
+    if masked is True:
+        lines += [
+            "Personal data in these samples (emails, phone numbers, card numbers, keys, ...) is masked; "
+            "`[evaluation] show_raw_samples = true` shows it as written.",
+            "",
+        ]
+    elif masked is False:
+        lines += ["Shown as written, personal data included (`[evaluation] show_raw_samples = true`).", ""]
     for title, key in (("Side by side", "shown"), ("Best (tuned)", "best"), ("Worst (tuned)", "worst")):
         rows = samples.get(key) or []
         if not rows:

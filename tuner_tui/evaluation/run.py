@@ -1,13 +1,20 @@
 """The evaluation phase: base vs tuned on the held-out split, objectives, samples, bias.
 
 Both models are loaded fresh from disk (the tuned one from the run's `adapter/`), so the report
-describes the artifact a user takes away, not an in-memory state.
+describes the artifact a user takes away, not an in-memory state. It runs in the worker, after
+training, or in a worker started with `--evaluate-only` to evaluate a finished run again
+(`tuner eval`, the wizard's Re-evaluate: `runs.launcher.start_evaluation`), never in the wizard.
+
+A stop request is honoured between stages and between batches (`should_stop`, see
+`tuner_tui.evaluation.scoring`): evaluation then raises `EvaluationStopped` and writes no report.
+Unless `[evaluation] show_raw_samples` is set, PII in the samples the report quotes is masked.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +28,7 @@ from tuner_tui.evaluation.metrics import (
     metrics_for,
     perplexity_from_losses,
 )
-from tuner_tui.evaluation.scoring import CausalScorer, ClassifierScorer
+from tuner_tui.evaluation.scoring import CausalScorer, ClassifierScorer, EvaluationStopped
 from tuner_tui.recipe import Recipe
 from tuner_tui.runs.events import EventWriter
 from tuner_tui.runs.layout import RunDir
@@ -40,12 +47,16 @@ class EvalSplit:
     detection: Detection
     train_texts: Any  # iterable of training texts (for the bias data audit)
     train_labels: list[str] | None
+    sample: dict[str, Any] | None = None
+    """How `rows` were drawn from the split: {"n", "of", "seed", "stratified"} (see `sample_rows`)."""
 
 
 def load_eval_split(recipe: Recipe, tokenizer: Any) -> EvalSplit:
-    """The split objectives are measured on (test, else validation), up to max_samples rows,
-    loaded, cleaned and split exactly as training did."""
+    """The split objectives are measured on (test, else validation), loaded, cleaned and split
+    exactly as training did; beyond `[evaluation] max_samples` rows, a sample seeded with the
+    project seed and stratified by label for classification (never the first rows of the file)."""
     from tuner_tui.data.pipeline import load_splits
+    from tuner_tui.data.split import sample_rows
 
     data = load_splits(recipe, tokenizer=tokenizer)
     parts, detection = data.splits, data.detection
@@ -55,13 +66,13 @@ def load_eval_split(recipe: Recipe, tokenizer: Any) -> EvalSplit:
             "There is no held-out data to evaluate on: [data] test_fraction and validation_fraction "
             "are both 0. Set test_fraction (e.g. 0.1) and run again."
         )
-    part = parts[name]
-    rows = part.select(range(min(len(part), recipe.evaluation.max_samples))).to_list()
+    part, sample = sample_rows(parts[name], detection, recipe.evaluation.max_samples, recipe.project.seed)
+    rows = part.to_list()
     label_col = detection.fields.get("label")
     train = parts["train"]
     train_texts = (user_text(row, detection) for row in train)
     train_labels = [str(v) for v in train[label_col]] if label_col else None
-    return EvalSplit(name, rows, detection, train_texts, train_labels)
+    return EvalSplit(name, rows, detection, train_texts, train_labels, sample.to_json())
 
 
 def user_text(row: dict[str, Any], detection: Detection) -> str:
@@ -112,6 +123,7 @@ def _classification(
     recipe: Recipe,
     names: list[str],
     events: EventWriter,
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[dict, list[dict], dict[str, Any]]:
     from sklearn.metrics import confusion_matrix
 
@@ -126,7 +138,9 @@ def _classification(
     for which in ("base", "tuned"):
         if models[which] is None:
             continue
-        scorer = ClassifierScorer(models[which], tokenizer, id2label, max_length=recipe.training.max_length)
+        scorer = ClassifierScorer(
+            models[which], tokenizer, id2label, max_length=recipe.training.max_length, should_stop=should_stop
+        )
         scorers[which] = scorer
         probs = scorer.predict_proba(texts)
         predictions = probs.argmax(axis=1).tolist()
@@ -182,6 +196,7 @@ def _causal(
     recipe: Recipe,
     names: list[str],
     events: EventWriter,
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[dict, list[dict], dict[str, Any]]:
     from tuner_tui.modeling.loading import ensure_chat_template
 
@@ -198,7 +213,9 @@ def _causal(
     for which in ("base", "tuned"):
         if models[which] is None:
             continue
-        scorer = CausalScorer(models[which], tokenizer, max_length=recipe.training.max_length)
+        scorer = CausalScorer(
+            models[which], tokenizer, max_length=recipe.training.max_length, should_stop=should_stop
+        )
         scorers[which] = scorer
         eos = tokenizer.eos_token or ""
         sums, counts = scorer.continuation_logprob(prompts, [r + eos for r in references])
@@ -277,20 +294,39 @@ def _rank_samples(samples: list[dict], key: str) -> dict[str, list[dict]]:
 
 
 def evaluate_run(
-    recipe: Recipe, run: RunDir, events: EventWriter, device: str, pairs_file: Path | None = None
+    recipe: Recipe,
+    run: RunDir,
+    events: EventWriter,
+    device: str,
+    pairs_file: Path | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate the run's adapter (and the base model) and write report/report.{json,md}."""
-    from tuner_tui.evaluation.report import write_report
+    """Evaluate the run's adapter (and the base model) and write report/report.{json,md}.
+
+    Raises:
+        EvaluationStopped: `should_stop()` answered True (checked between stages and batches);
+            no report is written.
+    """
+    from tuner_tui.evaluation.report import mask_samples, write_report
+
+    def check_stop() -> None:
+        if should_stop is not None and should_stop():
+            raise EvaluationStopped()
 
     task = recipe.model.task
     names = metrics_for(task, recipe.evaluation.metrics)
+    check_stop()
     tokenizer, models = _load_models(recipe, run, device)
+    check_stop()
     split = load_eval_split(recipe, tokenizer)
+    check_stop()
     if task == "sequence_classification":
-        metrics, samples, scorers = _classification(split, tokenizer, models, recipe, names, events)
+        metrics, samples, scorers = _classification(
+            split, tokenizer, models, recipe, names, events, should_stop
+        )
         rank_key = "tuned_p_reference"
     else:
-        metrics, samples, scorers = _causal(split, tokenizer, models, recipe, names, events)
+        metrics, samples, scorers = _causal(split, tokenizer, models, recipe, names, events, should_stop)
         rank_key = "tuned_rouge_l"
     verdict, objectives = objective_verdicts(recipe, metrics, split.name)
     report: dict[str, Any] = {
@@ -298,12 +334,18 @@ def evaluate_run(
         "task": task,
         "split": split.name,
         "examples": len(split.rows),
+        "sample": split.sample,
         "verdict": verdict,
         "objectives": objectives,
         "metrics": metrics,
         "samples": _rank_samples(samples, rank_key),
         "bias": _bias(recipe, split, scorers, pairs_file),
     }
+    check_stop()
+    if recipe.evaluation.show_raw_samples:
+        report["samples_masked"] = False
+    else:
+        report = mask_samples(report)
     write_report(report, run.report)
     return report
 
@@ -326,43 +368,3 @@ def _bias(
         pairs_path=pairs,
         max_pairs=recipe.evaluation.max_samples,
     )
-
-
-def reevaluate(run: RunDir, pairs_file: Path | None = None) -> dict[str, Any]:
-    """`tuner eval RUN_DIR`: evaluate a finished run again, in this process, into its report/."""
-    import os
-
-    from tuner_tui.recipe import load_recipe
-    from tuner_tui.runs.state import process_start_time, read_raw_state, worker_alive, write_state
-    from tuner_tui.training.run import resolve_device
-
-    state = read_raw_state(run.state)
-    if worker_alive(state):
-        raise TunerError(
-            f"The run {run.root} is still running (pid {state.get('pid')}); evaluate it when it ends."
-        )
-    if not (run.adapter / "adapter_config.json").exists() and not (run.adapter / "config.json").exists():
-        raise TunerError(
-            f"The run {run.root} has no trained adapter in {run.adapter} (phase {state.get('phase')}): "
-            f"finish training first (tuner run --resume {run.root})."
-        )
-    if pairs_file is not None and not Path(pairs_file).is_file():
-        raise TunerError(
-            f"The pairs file {pairs_file} does not exist. Pass a CrowS-Pairs-format CSV to --pairs."
-        )
-    recipe = load_recipe(run.recipe)
-    previous = state.get("phase", "completed")
-    with EventWriter(run.events) as events:
-        write_state(
-            run.state, phase="evaluating", pid=os.getpid(), pid_started=process_start_time(os.getpid())
-        )
-        events.emit("status", phase="evaluating", by="tuner eval")
-        try:
-            report = evaluate_run(recipe, run, events, resolve_device(recipe.training.device), pairs_file)
-        except BaseException:
-            write_state(run.state, phase=previous)
-            events.emit("status", phase=previous, by="tuner eval (evaluation failed)")
-            raise
-        write_state(run.state, phase="completed", verdict=report["verdict"])
-        events.emit("status", phase="completed", verdict=report["verdict"], by="tuner eval")
-    return report

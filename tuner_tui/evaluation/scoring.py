@@ -3,20 +3,43 @@
 Each wraps a model + tokenizer and answers one kind of question in batches, on the model's device,
 under `torch.no_grad()`: class probabilities, sequence log-likelihoods, pseudo-log-likelihoods,
 greedy generations.
+
+Each also takes `should_stop`, asked before every batch (and, while generating, after every new
+token): when it answers True the scorer raises `EvaluationStopped`, so a stop request ends even
+a long evaluation within about one batch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+
+class EvaluationStopped(Exception):
+    """A stop was requested while a model was being scored."""
 
 
 def _device(model: Any) -> Any:
     return next(model.parameters()).device
 
 
-class ClassifierScorer:
+def _never() -> bool:
+    return False
+
+
+class _Scorer:
+    def __init__(self, should_stop: Callable[[], bool] | None):
+        self.should_stop = should_stop or _never
+
+    def check_stop(self) -> None:
+        """Raise `EvaluationStopped` if a stop was requested."""
+        if self.should_stop():
+            raise EvaluationStopped()
+
+
+class ClassifierScorer(_Scorer):
     """Class probabilities from a sequence-classification model."""
 
     def __init__(
@@ -26,7 +49,9 @@ class ClassifierScorer:
         id2label: dict[int, str],
         max_length: int = 128,
         batch_size: int = 32,
+        should_stop: Callable[[], bool] | None = None,
     ):
+        super().__init__(should_stop)
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.labels = [id2label[i] for i in range(len(id2label))]
@@ -38,6 +63,7 @@ class ClassifierScorer:
 
         out = []
         for start in range(0, len(texts), self.batch_size):
+            self.check_stop()
             batch = self.tokenizer(
                 [t or "" for t in texts[start : start + self.batch_size]],
                 padding=True,
@@ -51,10 +77,18 @@ class ClassifierScorer:
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)))
 
 
-class CausalScorer:
+class CausalScorer(_Scorer):
     """Log-likelihoods and generations from a causal LM."""
 
-    def __init__(self, model: Any, tokenizer: Any, max_length: int = 256, batch_size: int = 8):
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        max_length: int = 256,
+        batch_size: int = 8,
+        should_stop: Callable[[], bool] | None = None,
+    ):
+        super().__init__(should_stop)
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.max_length = max_length
@@ -68,6 +102,7 @@ class CausalScorer:
 
         result: list[np.ndarray] = []
         for start in range(0, len(texts), self.batch_size):
+            self.check_stop()
             chunk = texts[start : start + self.batch_size]
             self.tokenizer.padding_side = "right"
             batch = self.tokenizer(
@@ -101,6 +136,7 @@ class CausalScorer:
 
         sums, counts = [], []
         for prompt, continuation in zip(prompts, continuations, strict=True):
+            self.check_stop()
             prompt_len = len(self.tokenizer(prompt)["input_ids"]) if prompt else 1
             full = self.tokenizer(
                 prompt + continuation, return_tensors="pt", truncation=True, max_length=self.max_length
@@ -129,6 +165,7 @@ class CausalScorer:
         self.tokenizer.padding_side = "left"
         try:
             for start in range(0, len(prompts), self.batch_size):
+                self.check_stop()
                 chunk = prompts[start : start + self.batch_size]
                 batch = self.tokenizer(
                     chunk,
@@ -144,10 +181,13 @@ class CausalScorer:
                     "num_beams": num_beams,
                     "pad_token_id": self.tokenizer.pad_token_id,
                 }
+                if self.should_stop is not _never:  # max_new_tokens can be large: stop mid-batch too
+                    kwargs["stopping_criteria"] = _stopping_criteria(self.should_stop)
                 if do_sample:
                     kwargs.update(temperature=temperature, top_p=top_p)
                 with torch.no_grad():
                     generated = self.model.generate(**batch, **kwargs)
+                self.check_stop()  # a batch cut short by a stop request is not an answer
                 new_tokens = generated[:, batch["input_ids"].shape[1] :]
                 outputs.extend(self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
         finally:
@@ -155,10 +195,30 @@ class CausalScorer:
         return outputs
 
 
-class MaskedLMScorer:
+def _stopping_criteria(should_stop: Callable[[], bool]) -> Any:
+    """A generation stopping criterion that ends every sequence once `should_stop()` is True."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class StopRequested(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            return torch.full((input_ids.shape[0],), should_stop(), dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([StopRequested()])
+
+
+class MaskedLMScorer(_Scorer):
     """Pseudo-log-likelihood (Salazar et al., 2020) from a masked LM: mask each token in turn."""
 
-    def __init__(self, model: Any, tokenizer: Any, max_length: int = 128, batch_size: int = 16):
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        max_length: int = 128,
+        batch_size: int = 16,
+        should_stop: Callable[[], bool] | None = None,
+    ):
+        super().__init__(should_stop)
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.max_length = max_length
@@ -176,6 +236,7 @@ class MaskedLMScorer:
             positions = [i for i, token in enumerate(ids.tolist()) if token not in special]
             total = 0.0
             for start in range(0, len(positions), self.batch_size):
+                self.check_stop()
                 chunk = positions[start : start + self.batch_size]
                 masked = ids.repeat(len(chunk), 1)
                 for row, pos in enumerate(chunk):

@@ -1,8 +1,10 @@
 """Estimate the training memory and time of a recipe before loading anything.
 
 The model is built on the meta device (shapes only), wrapped by the recipe's method to count the
-trainable parameters exactly. Memory is the peak over the two moments of a step when most is
-alive, on top of what lives for the whole run:
+trainable parameters exactly: a classifier's head is sized for the labels in the data, and the
+counts come from `loading.parameter_counts`, as the worker's do, so both report the same
+numbers. Memory is the peak over the two moments of a step when most is alive, on top of what
+lives for the whole run:
 
 - always: weights in the training dtype (4-bit NF4 for qlora's linear layers), adapter weights
   (peft keeps them in float32), optimizer state (AdamW two moments per trainable parameter, 8-bit
@@ -54,6 +56,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tuner_tui.errors import TunerError
 from tuner_tui.recipe import Recipe
 
 # Elements saved for backward per token per decoder layer. Hidden-sized: each RMSNorm keeps its
@@ -105,6 +108,8 @@ class Estimate:
     device_label: str
     verdict: str  # "fits" | "tight" | "won't-fit"
     breakdown: dict[str, int]
+    # As the worker logs them (`loading.parameter_counts` of the wrapped model): the total holds
+    # the base model plus the adapters and any trainable head copies.
     trainable_params: int
     total_params: int
     batch_size: int
@@ -154,9 +159,55 @@ def _dtype_bytes(recipe: Recipe, on_gpu: bool) -> tuple[int, str]:
     return (4 if dtype == "float32" else 2), dtype
 
 
-def _count_trainable(meta: Any, recipe: Recipe) -> tuple[int, int]:
-    """(trainable parameters, summed input widths of dropout-wrapped adapter layers) after the
-    recipe's method wraps the meta model."""
+class _RecipeData:
+    """The recipe's tokenizer and data splits, loaded once per estimate, on first use."""
+
+    def __init__(self, recipe: Recipe, base_dir: Path | None):
+        self.recipe, self.base_dir = recipe, base_dir
+        self._loaded: tuple[Any, Any] | None = None
+        self._error: TunerError | None = None
+
+    def load(self) -> tuple[Any, Any]:
+        """(tokenizer, `DataSplits`).
+
+        Raises:
+            TunerError: The tokenizer or the data cannot be loaded.
+        """
+        from tuner_tui.data.pipeline import load_splits
+        from tuner_tui.modeling.loading import load_tokenizer
+
+        if self._error is not None:
+            raise self._error
+        if self._loaded is None:
+            try:
+                tokenizer = load_tokenizer(self.recipe.model, self.base_dir)
+                self._loaded = (tokenizer, load_splits(self.recipe, self.base_dir, tokenizer))
+            except TunerError as exc:
+                self._error = exc
+                raise
+        return self._loaded
+
+
+def _size_classifier(config: Any, data: _RecipeData) -> str | None:
+    """Give `config` as many labels as the data has (training sizes the head so); a note when
+    the data cannot be read and the config's own label count is used instead."""
+    from tuner_tui.data.pipeline import class_labels
+
+    try:
+        labels = class_labels(data.load()[1])
+    except TunerError as exc:
+        return (
+            f"classifier head counted for the model config's {config.num_labels} labels: the data's "
+            f"labels are unknown ({exc})"
+        )
+    if len(labels) >= 2:  # training refuses fewer; keep the config's head then
+        config.num_labels = len(labels)
+    return None
+
+
+def _count_trainable(meta: Any, recipe: Recipe) -> tuple[int, int, int]:
+    """(trainable parameters, all parameters, summed input widths of dropout-wrapped adapter
+    layers) after the recipe's method wraps the meta model; the counts are the worker's."""
     import torch
 
     from tuner_tui.modeling.loading import parameter_counts
@@ -170,7 +221,7 @@ def _count_trainable(meta: Any, recipe: Recipe) -> tuple[int, int]:
     model = build_method(
         meta, method, recipe.model.task, total_steps=max(recipe.training.max_steps, 100)
     ).model
-    trainable, _ = parameter_counts(model)
+    trainable, total = parameter_counts(model)
     dropout_inputs = 0
     for module in model.modules():
         dropouts = getattr(module, "lora_dropout", None)
@@ -178,7 +229,7 @@ def _count_trainable(meta: Any, recipe: Recipe) -> tuple[int, int]:
         if isinstance(dropouts, torch.nn.ModuleDict) and isinstance(base, torch.nn.Linear):
             if any(isinstance(d, torch.nn.Dropout) for d in dropouts.values()):
                 dropout_inputs += base.in_features
-    return trainable, dropout_inputs
+    return trainable, total, dropout_inputs
 
 
 def _intermediate_copies(meta: Any, config: Any) -> int:
@@ -217,7 +268,6 @@ def _fsdp_unit_params(meta: Any, config: Any, total: int) -> tuple[int, int, int
     Without a layer list a block is (total - embeddings - head) / num_hidden_layers."""
     import torch
 
-    from tuner_tui.errors import TunerError
     from tuner_tui.modeling.methods import layer_stack
 
     head_module = meta.get_output_embeddings() if hasattr(meta, "get_output_embeddings") else None
@@ -378,14 +428,11 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
-def _train_rows_and_mean_tokens(recipe: Recipe, base_dir: Path | None) -> tuple[int, float]:
+def _train_rows_and_mean_tokens(recipe: Recipe, data: _RecipeData) -> tuple[int, float]:
     """Train-split rows and the mean tokens per example over a sample (text fields tokenized,
     chat-template tokens ignored, capped at max_length)."""
-    from tuner_tui.data.pipeline import load_splits
-    from tuner_tui.modeling.loading import load_tokenizer
-
-    tokenizer = load_tokenizer(recipe.model, base_dir)
-    train = load_splits(recipe, base_dir, tokenizer).splits["train"]
+    tokenizer, splits = data.load()
+    train = splits.splits["train"]
     sample = train.select(range(min(len(train), TOKEN_SAMPLE_ROWS)))
     lengths = [
         min(len(tokenizer(" ".join(_strings(row)))["input_ids"]), recipe.training.max_length)
@@ -394,7 +441,9 @@ def _train_rows_and_mean_tokens(recipe: Recipe, base_dir: Path | None) -> tuple[
     return len(train), sum(lengths) / max(len(lengths), 1)
 
 
-def planned_tokens(recipe: Recipe, base_dir: Path | None = None) -> tuple[int, float, str]:
+def planned_tokens(
+    recipe: Recipe, base_dir: Path | None = None, data: _RecipeData | None = None
+) -> tuple[int, float, str]:
     """(tokens the run processes, tokens per sequence, how that was counted).
 
     max_steps > 0: steps x sequences per step x max_length (an upper bound: full-length rows).
@@ -418,7 +467,7 @@ def planned_tokens(recipe: Recipe, base_dir: Path | None = None) -> tuple[int, f
                 "(upper bound: every row full length)"
             ),
         )
-    rows, mean = _train_rows_and_mean_tokens(recipe, base_dir)
+    rows, mean = _train_rows_and_mean_tokens(recipe, data or _RecipeData(recipe, base_dir))
     how = f"{t.epochs:g} epochs x {rows} train rows x {mean:.0f} mean tokens (sampled)"
     if not t.packing:
         how += "; padding to each batch's longest row adds compute not counted here"
@@ -433,16 +482,18 @@ def estimate_time(
     dtype: str,
     on_gpu: bool,
     base_dir: Path | None = None,
+    data: _RecipeData | None = None,
 ) -> tuple[float | None, int, float, float, list[str]]:
-    """(seconds or None, planned tokens, FLOPs per token, device FLOP/s, assumptions in words)."""
-    from tuner_tui.errors import TunerError
+    """(seconds or None, planned tokens, FLOPs per token, device FLOP/s, assumptions in words).
 
+    `total_params` is the base model's (what the matmuls run through), `trainable_params` the
+    adapters' or the trained weights'."""
     device = "cuda" if on_gpu and _cuda_available() else "cpu"
     assumptions: list[str] = []
     if on_gpu and device == "cpu":
         assumptions.append("no CUDA GPU here: calibrated on this CPU, a GPU run will be faster")
     try:
-        tokens, per_sequence, how = planned_tokens(recipe, base_dir)
+        tokens, per_sequence, how = planned_tokens(recipe, base_dir, data)
     except TunerError as exc:
         return None, 0, 0.0, 0.0, [f"planned tokens unknown ({exc}); set max_steps for an estimate"]
     assumptions.append(f"tokens: {how}")
@@ -505,10 +556,17 @@ def estimate_memory(
     on_gpu = label.startswith("GPU") or recipe.method.type == "qlora"
     act_bytes, dtype = _dtype_bytes(recipe, on_gpu)
     config = load_config(recipe.model, base_dir)
+    data = _RecipeData(recipe, base_dir)
+    notes: list[str] = []
+    if recipe.model.task == "sequence_classification":
+        note = _size_classifier(config, data)
+        if note:
+            notes.append(note)
     meta = meta_model(config, recipe.model.task, recipe.model.trust_remote_code)
+    # The base model's parameters size the weights and the FLOPs; the wrapped model's count
+    # (adapters and trainable head copies included) is what the estimate reports, as training does.
     total = count_parameters(meta)
     t, m = recipe.training, recipe.method
-    notes: list[str] = []
 
     quantized = 0
     if m.type == "qlora":
@@ -517,7 +575,7 @@ def estimate_memory(
         notes.append("qlora: linear layers counted as 4-bit NF4 with double quantization")
     else:
         weights = total * act_bytes
-    trainable, dropout_inputs = _count_trainable(copy.deepcopy(meta), recipe)
+    trainable, wrapped_total, dropout_inputs = _count_trainable(copy.deepcopy(meta), recipe)
     adapter = m.type not in ("full", "freeze")
     param_bytes = 4 if adapter else act_bytes  # peft keeps adapter weights in float32
     states, state_bytes = OPTIMIZER_STATES.get(t.optimizer, (2, None))
@@ -648,7 +706,7 @@ def estimate_memory(
     if verdict != "fits" and not t.gradient_checkpointing:
         notes.append("gradient_checkpointing = true would cut activations to about one layer's worth")
     time_s, tokens, per_token, device_flops, assumptions = estimate_time(
-        recipe, config, total, trainable, dtype, on_gpu, base_dir
+        recipe, config, total, trainable, dtype, on_gpu, base_dir, data
     )
     return Estimate(
         total_bytes=total_bytes,
@@ -657,7 +715,7 @@ def estimate_memory(
         verdict=verdict,
         breakdown=breakdown,
         trainable_params=trainable,
-        total_params=total,
+        total_params=wrapped_total,
         batch_size=t.batch_size,
         max_length=t.max_length,
         max_batch_size=max_batch,
@@ -680,49 +738,3 @@ def _size(n: int) -> str:
         if n >= scale:
             return f"{n / scale:.2f} {unit}"
     return f"{n} B"
-
-
-def render_estimate(estimate: Estimate, console: Any) -> None:
-    """Print the estimate as a table that fits 80 columns (rich)."""
-    from rich.table import Table
-
-    colour = {"fits": "green", "tight": "yellow"}.get(estimate.verdict, "red")
-    title = f"Memory estimate: {estimate.method}, {estimate.dtype}"
-    if estimate.processes > 1:
-        title += f"; per device, {estimate.processes} processes ({estimate.strategy})"
-    table = Table(title=title, width=min(console.width, 80))
-    table.add_column("part")
-    table.add_column("size", justify="right")
-    table.add_column("share", justify="right")
-    for part, size in estimate.breakdown.items():
-        share = size / estimate.total_bytes if estimate.total_bytes else 0.0
-        table.add_row(part.replace("_", " "), _size(size), f"{share:.0%}")
-    table.add_row("[bold]total[/]", f"[bold]{_size(estimate.total_bytes)}[/]", "")
-    console.print(table)
-    pct = 100 * estimate.trainable_params / max(estimate.total_params, 1)
-    console.print(
-        f"Trainable: {estimate.trainable_params:,} of {estimate.total_params:,} parameters ({pct:.3f}%)"
-    )
-    console.print(
-        f"Device: {estimate.device_label}, {_size(estimate.device_bytes)} -> "
-        f"[{colour}]{estimate.verdict}[/] at batch_size {estimate.batch_size}, "
-        f"max_length {estimate.max_length}; largest batch that fits: {estimate.max_batch_size}",
-        highlight=False,
-    )
-    for note in estimate.notes:
-        console.print(f"  note: {note}", highlight=False)
-    if estimate.time_s is not None:
-        duration = _duration(estimate.time_s)
-        console.print(f"Time: about {duration} for {estimate.planned_tokens:,} tokens", highlight=False)
-    else:
-        console.print("Time: unknown", highlight=False)
-    for assumption in estimate.time_assumptions:
-        console.print(f"  assumes: {assumption}", highlight=False)
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -147,6 +149,32 @@ def load_tokenizer(model: ModelConfig, base_dir: Path | None = None) -> Any:
     return tokenizer
 
 
+@contextmanager
+def backend_state_kept(tokenizer: Any) -> Iterator[None]:
+    """Restore the fast tokenizer backend's truncation and padding settings on exit.
+
+    transformers sets them on the backend for each call and leaves them there, and
+    `save_pretrained` writes them into tokenizer.json: without this, what a saved tokenizer.json
+    holds depends on which calls happened to run before the save.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:  # a slow (Python) tokenizer keeps no such state
+        yield
+        return
+    truncation, padding = backend.truncation, backend.padding
+    try:
+        yield
+    finally:
+        if truncation is None:
+            backend.no_truncation()
+        else:
+            backend.enable_truncation(**truncation)
+        if padding is None:
+            backend.no_padding()
+        else:
+            backend.enable_padding(**padding)
+
+
 def chat_template_origin(model: ModelConfig, tokenizer: Any) -> str:
     """Where the chat template in use comes from, for the run's log: 'recipe:chatml',
     'recipe:custom', 'tokenizer', or 'fallback:alpaca' (call before `ensure_chat_template`)."""
@@ -264,7 +292,19 @@ def apply_method(base_model: Any, method: MethodConfig, task: str, **options: An
 
 
 def parameter_counts(model: Any) -> tuple[int, int]:
-    """(trainable, total) parameters."""
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    """(trainable, total) parameters of the model as it trains: a PEFT model's total includes the
+    adapters and the trainable copies of `modules_to_save` (peft's `get_nb_trainable_parameters`).
+
+    The worker logs these for the loaded model and `tuner estimate` reports them for the same
+    model built on the meta device, so the two agree. bitsandbytes packs two 4-bit weights per
+    byte of storage: those count as the weights they hold, as peft counts them.
+    """
+    trainable = total = 0
+    for parameter in model.parameters():
+        count = parameter.numel()
+        if type(parameter).__name__ == "Params4bit":
+            count *= 2 * parameter.element_size()
+        total += count
+        if parameter.requires_grad:
+            trainable += count
     return trainable, total

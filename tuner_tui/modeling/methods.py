@@ -15,10 +15,23 @@ from typing import Any
 from tuner_tui.errors import TunerError
 from tuner_tui.recipe import MethodConfig
 
+# The [method] parameters each method's builder below actually reads; the wizard shows these.
+_LORA_PARAMS = ("r", "alpha", "dropout", "target_modules", "rslora", "init")
+METHOD_PARAMS: dict[str, tuple[str, ...]] = {
+    "lora": _LORA_PARAMS,
+    "dora": _LORA_PARAMS,
+    "qlora": _LORA_PARAMS,
+    "adalora": ("r", "alpha", "dropout", "target_modules"),
+    "loha": ("r", "alpha", "dropout", "target_modules"),
+    "lokr": ("r", "alpha", "dropout", "target_modules"),
+    "ia3": ("target_modules",),
+    "prompt_tuning": ("num_virtual_tokens",),
+    "prefix_tuning": ("num_virtual_tokens",),
+    "full": (),
+    "freeze": ("trainable_layers",),
+}
 # Methods whose trainable part is a PEFT adapter saved as adapter_model.safetensors.
 PEFT_METHODS = ("lora", "dora", "qlora", "ia3", "loha", "lokr", "adalora", "prompt_tuning", "prefix_tuning")
-# Prompt-learning methods prepend virtual tokens: they cannot see packed (flattened) batches.
-PROMPT_METHODS = ("prompt_tuning", "prefix_tuning")
 
 # AdaLoRA's schedule as shares of the total steps: warm up at full rank for the first 10 %,
 # prune ranks until 80 %, then train the final ranks. `ADALORA_TARGET_R` is the average final rank
@@ -100,13 +113,29 @@ def _wrap_peft(base_model: Any, config: Any, method: MethodConfig) -> Any:
     from peft import get_peft_model
 
     try:
-        return get_peft_model(base_model, config)
+        model = get_peft_model(base_model, config)
     except ValueError as exc:
         raise TunerError(
             f"[method] type = '{method.type}' with target_modules = {method.target_modules!r} does not fit "
             f"this model: {exc}. Use 'all-linear' or names of its linear layers "
             f"(this model has: {', '.join(linear_module_names(base_model))})."
         ) from None
+    sort_config_sets(model)
+    return model
+
+
+def sort_config_sets(model: Any) -> None:
+    """Turn the sets in the model's peft configs (target_modules, IA3's feedforward_modules, ...)
+    into sorted lists.
+
+    peft writes a set into adapter_config.json in iteration order, which follows Python's string
+    hashing and so changes from one process to the next: two identical runs would write different
+    files. The layers are already adapted, so only what gets saved changes; peft reads lists back.
+    """
+    for peft_config in getattr(model, "peft_config", {}).values():
+        for key, value in vars(peft_config).items():
+            if isinstance(value, (set, frozenset)):
+                setattr(peft_config, key, sorted(value, key=str))
 
 
 def _lora_init(method: MethodConfig) -> tuple[Any, dict[str, Any]]:
@@ -285,13 +314,7 @@ def build_prefix_tuning(base_model: Any, method: MethodConfig, task: str, **kwar
     """Prefix tuning: trainable key/value prefixes in every attention layer."""
     from peft import PrefixTuningConfig
 
-    if kwargs.get("gradient_checkpointing"):
-        # The prefixes reach each layer as a key/value cache; checkpointed layers recompute without
-        # it in transformers 5 (use_cache is forced off), so the prefix would silently vanish.
-        raise TunerError(
-            "[method] type = 'prefix_tuning' cannot be combined with [training] gradient_checkpointing = "
-            "true. Set gradient_checkpointing = false, or use prompt_tuning or lora."
-        )
+    # gradient_checkpointing is refused with prefix tuning by Recipe.problems().
     config = PrefixTuningConfig(
         num_virtual_tokens=method.num_virtual_tokens,
         task_type=_task_type(task),

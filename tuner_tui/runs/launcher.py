@@ -5,11 +5,18 @@ The worker runs in its own session (`start_new_session=True`), reads /dev/null a
 reading can stall or kill it. With several processes the same holds for the supervisor
 (runs/supervisor.py, torchrun), which starts the ranks. On nodes other than 0 nothing is created:
 the node's supervisor joins the run node 0 made (`join_run`).
+
+One process at a time owns a run directory: the holder of its lock (`run.lock`, see
+`state.RunLock`). A resume takes the lock before it reads or writes anything, and the worker it
+starts inherits it, so two resumes at once start one worker and the other is refused. A
+re-evaluation (`start_evaluation`: `tuner eval`, the wizard's Re-evaluate) is started the same
+way: lock, phase `evaluating`, then a detached `worker --evaluate-only` that inherits the lock.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import socket
 import subprocess
@@ -20,19 +27,33 @@ from pathlib import Path
 
 from tuner_tui.errors import TunerError
 from tuner_tui.paths import absolute_if_local
+from tuner_tui.preflight import check_runnable, preflight_problems
 from tuner_tui.recipe import Recipe, RecipeError, read_recipe, save_recipe
-from tuner_tui.runs import control
+from tuner_tui.runs import checkpoints, control
 from tuner_tui.runs.events import EventWriter, now_iso
 from tuner_tui.runs.layout import RunDir, new_run_id
 from tuner_tui.runs.ranks import check_strategy
 from tuner_tui.runs.state import (
+    ACTIVE_PHASES,
+    LOCK_FD_ENV,
+    RESERVE_BYTES,
     TERMINAL_PHASES,
+    DiskFull,
+    DiskFullError,
+    RunLock,
+    disk_full,
+    format_bytes,
+    free_bytes,
     process_start_time,
     ranks_alive,
     read_raw_state,
+    read_state,
     worker_alive,
     write_state,
 )
+
+# Beyond the next checkpoint and the worker's reserve, room a resume wants for events and logs.
+RESUME_HEADROOM_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -53,13 +74,13 @@ class Placement:
         if self.master_port is not None:
             recipe.training.master_port = self.master_port
 
-    def fit(self, recipe: Recipe, source: object) -> None:
+    def fit(self, recipe: Recipe, source: Path, base_dir: Path | None = None) -> None:
         """Apply the command line's node settings to `recipe` (read from `source`) and refuse
-        what cannot run: recipe problems, a node rank outside the nodes, a missing package."""
+        what cannot run, before anything is written: recipe problems, pre-flight problems (data,
+        model, files, devices; relative paths start at `base_dir`, default the recipe's folder),
+        a node rank outside the nodes."""
         self.apply(recipe)
-        problems = recipe.problems()
-        if problems:
-            raise RecipeError(str(source), problems)
+        check_runnable(recipe, Path(source).resolve().parent if base_dir is None else base_dir, source)
         self.check(recipe)
         check_strategy(recipe.training.strategy)
 
@@ -74,8 +95,15 @@ class Placement:
 LOCAL = Placement()
 
 
-def _popen_detached(command: list[str], log_path: Path, cwd: Path) -> subprocess.Popen:
+def _popen_detached(
+    command: list[str], log_path: Path, cwd: Path, lock: RunLock | None = None
+) -> subprocess.Popen:
+    """Start `command` in its own session, output to `log_path`; with `lock`, the child inherits
+    the run's lock (the same open file description, so it holds the same flock)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env.pop(LOCK_FD_ENV, None)
+    if lock is not None:
+        env[LOCK_FD_ENV] = str(lock.fd)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             command,
@@ -84,6 +112,7 @@ def _popen_detached(command: list[str], log_path: Path, cwd: Path) -> subprocess
             stderr=subprocess.STDOUT,
             start_new_session=True,
             close_fds=True,
+            pass_fds=(lock.fd,) if lock is not None else (),
             cwd=cwd,
             env=env,
         )
@@ -105,9 +134,17 @@ def supervisor_command(
     return command
 
 
-def spawn_worker(run: RunDir) -> subprocess.Popen:
+def spawn_worker(run: RunDir, lock: RunLock | None = None) -> subprocess.Popen:
     """Start the run's worker detached: `python -m tuner_tui.runs.worker RUN_DIR` for one process,
-    else the supervisor (torchrun) for node 0's ranks. Records its pid in state.json."""
+    else the supervisor (torchrun) for node 0's ranks. Records its pid in state.json.
+
+    The child inherits the run's lock (`lock`, held by the caller, else taken here): from the
+    moment it exists it holds the lock this process took, so there is no instant at which a
+    second launcher could take it between this one's writes and the worker's.
+
+    Raises:
+        RunBusy: `lock` not given, and another process holds the run's lock.
+    """
     recipe, problems, _ = read_recipe(run.recipe)
     if problems:
         raise RecipeError(str(run.recipe), problems)
@@ -116,14 +153,21 @@ def spawn_worker(run: RunDir) -> subprocess.Popen:
         command = supervisor_command(recipe, 0, run)
     else:
         command = [sys.executable, "-m", "tuner_tui.runs.worker", str(run.root)]
-    proc = _popen_detached(command, run.log, run.root)
-    write_state(
-        run.state,
-        pid=proc.pid,
-        pid_started=process_start_time(proc.pid),
-        host=socket.gethostname(),
-        rank_pids=[],
-    )
+    own = lock is None
+    held = RunLock.acquire(run.root) if lock is None else lock
+    try:
+        proc = _popen_detached(command, run.log, run.root, held)
+        held.record(proc.pid)  # whoever is refused from now on is told the worker's pid
+        write_state(
+            run.state,
+            pid=proc.pid,
+            pid_started=process_start_time(proc.pid),
+            host=socket.gethostname(),
+            rank_pids=[],
+        )
+    finally:
+        if own:
+            held.close()  # the worker's copy keeps the lock
     return proc
 
 
@@ -155,7 +199,7 @@ def join_run(
         recipe, problems, _ = read_recipe(Path(recipe_path))  # type: ignore[arg-type]
     if problems:
         raise RecipeError(str(recipe_path or resume), problems)
-    placement.fit(recipe, recipe_path or resume)
+    placement.fit(recipe, run.recipe if resume is not None else Path(recipe_path))  # type: ignore[arg-type]
     t = recipe.training
     if resume is None:
         recipe_hash = recipe.hash()
@@ -179,9 +223,22 @@ def _check_same_size(recipe: Recipe, placement: Placement, run: RunDir) -> None:
 
 
 def start_run(recipe_path: Path, runs_dir: Path, placement: Placement = LOCAL) -> RunDir:
-    """Validate the recipe, create the run directory with its frozen recipe, start the worker."""
-    run = create_run(recipe_path, runs_dir, placement)
-    spawn_worker(run)
+    """Validate the recipe, create the run directory with its frozen recipe, start the worker.
+
+    Raises:
+        DiskFullError: no room under `runs_dir` for the run directory.
+    """
+    try:
+        run = create_run(recipe_path, runs_dir, placement)
+        spawn_worker(run)
+    except OSError as exc:
+        full = disk_full(exc, Path(runs_dir))
+        if full is None:
+            raise
+        raise DiskFullError(
+            f"No room to start a run under {runs_dir}: {full.describe()}. Free space on that disk, "
+            "or pass --runs-dir on one with room."
+        ) from exc
     return run
 
 
@@ -249,10 +306,69 @@ def _wait_for_exit(state: dict, run: RunDir, timeout_s: float = 30.0) -> None:
         time.sleep(0.1)
 
 
+def _frozen(run: RunDir) -> tuple[Recipe, Path]:
+    recipe, problems, _ = read_recipe(run.recipe)
+    if problems:
+        raise RecipeError(str(run.recipe), problems)
+    return recipe, run.root
+
+
 def resume_run(run_dir: Path, placement: Placement = LOCAL) -> RunDir:
     """Restart the worker of an interrupted, stopped or failed run; it resumes from the newest
-    complete checkpoint. Node 0 of several may meet the others at a new --master-addr/-port."""
+    complete checkpoint. Node 0 of several may meet the others at a new --master-addr/-port.
+
+    The run's lock is taken (without waiting) before anything is read or written, and handed to
+    the worker (see spawn_worker): of two resumes at once, one starts the worker, the other fails.
+
+    Raises:
+        RunBusy: another process holds the run's lock (a live worker, another resume); names its pid.
+        DiskFullError: the run's disk has no room for the next checkpoint.
+    """
     run = RunDir.open(run_dir)
+    # A worker that just ended (or was killed) may still be on its way out: wait for it.
+    with RunLock.acquire(run.root, wait_s=30.0) as lock:
+        try:
+            _resume_locked(run, placement, lock)
+        except OSError as exc:
+            full = disk_full(exc, run.root)
+            if full is None:
+                raise
+            raise DiskFullError(_disk_full_message(run, full)) from exc
+    return run
+
+
+def _disk_full_message(run: RunDir, full: DiskFull, need: int | None = None) -> str:
+    last = checkpoints.latest_complete(run.checkpoints, verify=False)
+    needs = f"; resuming needs about {format_bytes(need)}" if need is not None else ""
+    kept = f" Its last complete checkpoint, {last.name}, is kept." if last else ""
+    return (
+        f"Cannot resume {run.root}: the disk is full ({full.describe()}{needs}). Free space on it "
+        f"(old runs, caches), then resume again.{kept}"
+    )
+
+
+def _check_room(run: RunDir) -> None:
+    """Refuse to resume onto a disk without room for the next checkpoint (the size of the last
+    one), the worker's reserve and some headroom for events and logs.
+
+    Raises:
+        DiskFullError: less free space than that.
+    """
+    last = checkpoints.latest_complete(run.checkpoints, verify=False)
+    size = 0
+    if last is not None:
+        try:
+            marker = json.loads((last / checkpoints.MARKER).read_text(encoding="utf-8"))
+            size = sum(int(f["bytes"]) for f in marker["files"].values())
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            size = 0
+    need = size + RESERVE_BYTES + RESUME_HEADROOM_BYTES
+    free = free_bytes(run.root)
+    if free is not None and free < need:
+        raise DiskFullError(_disk_full_message(run, DiskFull(run.root, free), need))
+
+
+def _resume_locked(run: RunDir, placement: Placement, lock: RunLock) -> None:
     state = read_raw_state(run.state)
     if state.get("phase") == "completed":
         raise TunerError(f"The run {run.root} already completed; nothing to resume. Start a new run instead.")
@@ -262,6 +378,9 @@ def resume_run(run_dir: Path, placement: Placement = LOCAL) -> RunDir:
             f"`tuner attach {run.root}` or stop it with `tuner stop {run.root}`."
         )
     _wait_for_exit(state, run)
+    _check_room(run)
+    # The frozen recipe's local paths are absolute: what it needs must still be there.
+    check_runnable(*_frozen(run), run.recipe)
     if placement != LOCAL:
         recipe, problems, document = read_recipe(run.recipe)
         if problems:
@@ -275,5 +394,128 @@ def resume_run(run_dir: Path, placement: Placement = LOCAL) -> RunDir:
     write_state(run.state, phase="queued", resumes=int(state.get("resumes", 0)) + 1)
     with EventWriter(run.events) as events:
         events.emit("status", phase="queued", resume=True)
-    spawn_worker(run)
-    return run
+    spawn_worker(run, lock)
+
+
+# -- re-evaluation ---------------------------------------------------------------------------------
+# Pre-flight problems that concern the training processes' layout: evaluation runs in one process.
+_LAYOUT_KEYS = frozenset({"training.strategy", "training.num_processes"})
+
+
+@dataclass(frozen=True)
+class StartedEvaluation:
+    """A re-evaluation started by `start_evaluation`: its process, and where its events begin."""
+
+    run: RunDir
+    proc: subprocess.Popen
+    events_offset: int
+    """Byte offset in events.jsonl of its `evaluating` status event: a follower that wants only
+    this evaluation reads from here (`read_events(run.events, events_offset)`)."""
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+def adapter_saved(run: RunDir) -> bool:
+    """The run's training saved what evaluation loads: a PEFT adapter or a whole model."""
+    return (run.adapter / "adapter_config.json").exists() or (run.adapter / "config.json").exists()
+
+
+def start_evaluation(run_dir: Path, pairs: Path | None = None, by: str = "") -> StartedEvaluation:
+    """Evaluate a finished run again in a detached process (`python -m tuner_tui.runs.worker
+    RUN_DIR --evaluate-only [--pairs FILE]`), which rewrites its report/ and ends `completed`,
+    `stopped` (asked to stop: the report is unchanged) or `failed` (with an `error` event).
+
+    Like a resume: the run's lock is taken (without waiting for a working holder) before anything
+    is read or written; the phase `evaluating` and its status event are written; the process is
+    spawned holding the same lock (see spawn_worker), so from this call on no other worker,
+    resume or evaluation can start on the run until the evaluation ends. Nothing here imports the
+    ML stack: the wizard calls it from its own process.
+
+    Args:
+        run_dir: The run directory.
+        pairs: A CrowS-Pairs-format CSV for the paired bias benchmark (`tuner eval --pairs`);
+            relative to the current folder.
+        by: Who asked (recorded in the status event), e.g. "tuner eval".
+
+    Raises:
+        RunBusy: another process holds the run's lock (its worker, a resume, an evaluation);
+            the message names its pid.
+        TunerError: the run has no trained adapter, its frozen recipe cannot run here, or the
+            pairs file does not exist.
+    """
+    run = RunDir.open(run_dir)
+    if pairs is not None:
+        pairs = Path(pairs).expanduser().resolve()  # the process runs in the run directory
+    try:
+        return _start_evaluation(run, pairs, by)
+    except OSError as exc:
+        full = disk_full(exc, run.root)
+        if full is None:
+            raise
+        raise DiskFullError(
+            f"Cannot evaluate {run.root}: the disk is full ({full.describe()}). Free space on it "
+            "(old runs, caches), then evaluate again."
+        ) from exc
+
+
+def _start_evaluation(run: RunDir, pairs: Path | None, by: str) -> StartedEvaluation:
+    # A worker (or evaluation) that just ended may still be on its way out: wait for it.
+    with RunLock.acquire(run.root, wait_s=30.0) as lock:
+        state = read_state(run.state)
+        _check_evaluable(run, state, pairs)
+        command = [sys.executable, "-m", "tuner_tui.runs.worker", str(run.root), "--evaluate-only"]
+        if pairs is not None:
+            command += ["--pairs", str(pairs)]
+        recorded = read_raw_state(run.state)
+        before = {key: recorded.get(key) for key in ("phase", "pid", "pid_started", "host")}
+        control.consume(run.control, "stop")  # asked of an earlier process, not of this evaluation
+        me = os.getpid()
+        by = by or f"pid {me}"
+        with EventWriter(run.events) as events:
+            offset = run.events.stat().st_size
+            # This process holds the lock and stands for the evaluation until it is spawned.
+            write_state(
+                run.state,
+                phase="evaluating",
+                pid=me,
+                pid_started=process_start_time(me),
+                host=socket.gethostname(),
+                rank_pids=[],
+            )
+            events.emit("status", phase="evaluating", reevaluation=True, by=by)
+            try:
+                proc = _popen_detached(command, run.log, run.root, lock)
+            except OSError as exc:  # nothing started: the run is as it was
+                write_state(run.state, **before)
+                events.emit("status", phase=before["phase"], by=by)
+                raise TunerError(f"Could not start the evaluation of {run.root}: {exc}") from exc
+        lock.record(proc.pid)  # whoever is refused from now on is told the evaluation's pid
+        write_state(run.state, pid=proc.pid, pid_started=process_start_time(proc.pid))
+    return StartedEvaluation(run, proc, offset)
+
+
+def _check_evaluable(run: RunDir, state: dict, pairs: Path | None) -> None:
+    """Refuse, before anything is written, what the evaluation process would fail on at once."""
+    phase = state.get("phase")
+    if phase in ACTIVE_PHASES:  # the lock is free, yet state.json names a live worker: a
+        # filesystem whose locks do not reach the worker's machine (see RunLock)
+        raise TunerError(
+            f"The run {run.root} is still {phase} (worker pid {state.get('pid')}): evaluate it "
+            f"when it ends, or stop it with `tuner stop {run.root}`."
+        )
+    if not adapter_saved(run):
+        shown = state.get("recorded_phase", phase)
+        raise TunerError(
+            f"The run {run.root} has no trained adapter in {run.adapter} (phase {shown}): "
+            f"finish training first (tuner run --resume {run.root})."
+        )
+    if pairs is not None and not pairs.is_file():
+        raise TunerError(f"The pairs file {pairs} does not exist. Pass a CrowS-Pairs-format CSV to --pairs.")
+    recipe, _ = _frozen(run)
+    problems = recipe.problems() + [
+        p for p in preflight_problems(recipe, run.root) if p.path not in _LAYOUT_KEYS
+    ]
+    if problems:
+        raise RecipeError(str(run.recipe), problems)

@@ -85,7 +85,10 @@ def new_run_id(project_name: str, recipe_hash: str, when: datetime | None = None
 
 def last_metric(run: RunDir) -> dict[str, Any] | None:
     """The newest `metric` event of a run (reads the tail of events.jsonl only)."""
-    size = run.events.stat().st_size if run.events.exists() else 0
+    try:
+        size = run.events.stat().st_size
+    except FileNotFoundError:  # no events yet, or the run was removed while being listed
+        size = 0
     offset = max(0, size - 256 * 1024)
     events, _ = read_events(run.events, offset)
     for event in reversed(events):
@@ -95,14 +98,17 @@ def last_metric(run: RunDir) -> dict[str, Any] | None:
 
 
 def list_runs(runs_dir: Path) -> list[dict[str, Any]]:
-    """Summaries of the runs under `runs_dir`, newest first: id, path, phase, step, loss, updated."""
+    """Summaries of the runs under `runs_dir`, newest first: id, path, phase, step, loss, updated.
+
+    Hidden entries are not runs: `.staging-*` is a run being created (renamed into place once
+    complete, see launcher.create_run), `.nodes` holds the logs of nodes joining a run."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         return []
     rows = []
     for path in runs_dir.iterdir():
         run = RunDir(path)
-        if path.name.startswith(".") or not run.state.exists():  # staging or not a run
+        if path.name.startswith(".") or not run.state.exists():  # hidden, or not a run
             continue
         state = read_state(run.state)
         metric = last_metric(run)

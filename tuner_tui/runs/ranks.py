@@ -226,7 +226,7 @@ def is_peer_lost(exc: BaseException, kind: str) -> bool:
     """True for the errors a rank sees when another rank died: lost connections and timeouts of
     collectives. An error of its own (out of memory, divergence, bad input) never is, even when
     it surfaced inside a collective."""
-    if kind in ("oom", "diverged", "invalid", "evaluation"):
+    if kind in ("oom", "diverged", "invalid", "evaluation", "disk_full"):
         return False
     try:
         import torch.distributed as dist

@@ -16,6 +16,11 @@ SIGTERM is not left to the agent (which would kill the ranks after 30 s): on nod
 `control/stop` request, on the other nodes it is passed on to the ranks (also to ranks that start
 later, e.g. after the rendezvous); either way the ranks agree to stop after the same step and
 save a checkpoint.
+
+On node 0 the supervisor holds the run's lock (`run.lock`, state.RunLock) for its whole life,
+inherited from the launcher: its ranks are its children and do not lock. Ranks that outlive a
+killed supervisor (the seconds they take to stop and save) are waited for by `resume_run` through
+their pids in state.json.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from tuner_tui.errors import EXIT_OK, EXIT_RUN_FAILED
+from tuner_tui.errors import EXIT_INVALID_INPUT, EXIT_OK, EXIT_RUN_FAILED
 from tuner_tui.runs import control
 from tuner_tui.runs.events import EventWriter
 from tuner_tui.runs.layout import RunDir
@@ -42,7 +47,14 @@ from tuner_tui.runs.ranks import (
     read_node_failures,
     read_rank_errors,
 )
-from tuner_tui.runs.state import TERMINAL_PHASES, atomic_write_json, read_raw_state, write_state
+from tuner_tui.runs.state import (
+    TERMINAL_PHASES,
+    RunBusy,
+    RunLock,
+    atomic_write_json,
+    read_raw_state,
+    write_state,
+)
 
 RENDEZVOUS_TIMEOUT_S = 900
 # Deaths that follow another rank's failure rather than cause it: the agent's SIGTERM, the NCCL
@@ -349,8 +361,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--expect-recipe-hash", default="")
     parser.add_argument("--join-file", default="", help="Where this node's ranks write the run they joined.")
     args = parser.parse_args(argv)
+    lock = None
     try:
+        if args.run_dir:  # node 0: the run is this process's (and its ranks') until it exits
+            lock = RunLock.take(RunDir.open(args.run_dir).root)
         return supervise(args)
+    except RunBusy as exc:  # nothing written: the run belongs to the lock's holder
+        print(f"supervisor: {exc}", file=sys.stderr, flush=True)
+        return EXIT_INVALID_INPUT
     except BaseException as exc:  # noqa: BLE001 - a supervisor that dies must still end the run
         import traceback
 
@@ -359,6 +377,9 @@ def main(argv: list[str] | None = None) -> int:
             problem = f"the supervisor failed: {type(exc).__name__}: {exc}"
             report_failure(RunDir.open(args.run_dir), {}, problem, args.nproc * args.nnodes, args.nnodes)
         return EXIT_RUN_FAILED
+    finally:
+        if lock is not None:
+            lock.close()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
 """The plain terminal viewer: replays a run's events, then follows them with a progress bar.
 
 A viewer owns nothing: closing it (Ctrl-C, a dropped connection) leaves the run untouched.
+
+Everything is printed as `Text` with styles, never as markup: messages name recipe sections
+("[data] path") and lists ("[a, b]"), and the console may have markup off (the CLI's has).
 """
 
 from __future__ import annotations
@@ -68,10 +71,19 @@ def follow_run(run: RunDir, console: Console | None = None, poll_s: float = 0.25
                     time.sleep(poll_s)
     except KeyboardInterrupt:
         console.print(
-            f"\nDetached; the run goes on. Re-attach: [bold]tuner attach {run.root}[/] (or --plain)  "
-            f"Stop it: [bold]tuner stop {run.root}[/]"
+            Text.assemble(
+                "\nDetached; the run goes on. Re-attach: ",
+                (f"tuner attach {run.root}", "bold"),
+                " (or --plain)  Stop it: ",
+                (f"tuner stop {run.root}", "bold"),
+            )
         )
         return EXIT_OK
+
+
+def _stamped(event: dict[str, Any], *parts: str | tuple[str, str]) -> Text:
+    """A line of the run's history: the event's time, dimmed, then `parts` (text or (text, style))."""
+    return Text.assemble((str(event.get("time", "")), "dim"), "  ", *parts)
 
 
 def _show(event: dict[str, Any], progress: Progress, task: Any, metric_line: Text) -> None:
@@ -87,23 +99,30 @@ def _show(event: dict[str, Any], progress: Progress, task: Any, metric_line: Tex
         metric_line.plain = describe_metric(event)
     elif kind == "status":
         progress.update(task, phase=event.get("phase", ""))
-        progress.console.print(f"[dim]{event.get('time', '')}[/]  phase → [bold]{event.get('phase')}[/]")
+        progress.console.print(_stamped(event, "phase → ", (str(event.get("phase")), "bold")))
     elif kind == "checkpoint":
-        progress.console.print(f"[dim]{event.get('time', '')}[/]  checkpoint at step {event.get('step')}")
+        progress.console.print(_stamped(event, f"checkpoint at step {event.get('step')}"))
     elif kind == "eval":
         values = ", ".join(
             f"{k} {_fmt(v, '.4f')}"
             for k, v in event.items()
             if k in ("loss", "accuracy", "f1_macro", "perplexity", "rouge_l")
         )
-        when, split, step = event.get("time", ""), event.get("split"), event.get("step")
+        split, step = event.get("split"), event.get("step")
         where = f"{event['model']} model" if "model" in event else f"step {step}"
-        progress.console.print(f"[dim]{when}[/]  eval ({split}, {where}): {values}")
+        progress.console.print(_stamped(event, f"eval ({split}, {where}): {values}"))
     elif kind == "log":
-        progress.console.print(f"[dim]{event.get('time', '')}  {event.get('message')}[/]")
+        line = _stamped(event, str(event.get("message")))
+        line.stylize("dim")
+        progress.console.print(line)
     elif kind == "error":
         progress.console.print(
-            f"[bold red]{event.get('kind')}[/]: {event.get('message')}\n[yellow]hint:[/] {event.get('hint')}"
+            Text.assemble(
+                (str(event.get("kind")), "bold red"),
+                f": {event.get('message')}\n",
+                ("hint:", "yellow"),
+                f" {event.get('hint')}",
+            )
         )
 
 
@@ -112,18 +131,23 @@ def _finish(run: RunDir, state: dict[str, Any], progress: Progress, task: Any) -
     progress.update(task, phase=phase)
     console = progress.console
     if phase == "completed":
-        console.print(f"[green]Completed.[/] Adapter: {run.adapter}")
+        console.print(Text.assemble(("Completed.", "green"), f" Adapter: {run.adapter}"))
         return EXIT_OK
     if phase == "stopped":
-        console.print(f"Stopped at step {state.get('step')}. Continue with: tuner run --resume {run.root}")
+        console.print(
+            Text(f"Stopped at step {state.get('step')}. Continue with: tuner run --resume {run.root}")
+        )
         return EXIT_OK
     if phase == CRASHED:
         console.print(
-            f"[bold red]The worker died[/] while the run was '{state.get('recorded_phase')}' "
-            f"(pid {state.get('pid')} is gone). See {run.log}; resume with: tuner run --resume {run.root}"
+            Text.assemble(
+                ("The worker died", "bold red"),
+                f" while the run was '{state.get('recorded_phase')}' (pid {state.get('pid')} is gone). "
+                f"See {run.log}; resume with: tuner run --resume {run.root}",
+            )
         )
     else:
-        console.print(f"[bold red]Failed.[/] See {run.log}")
+        console.print(Text.assemble(("Failed.", "bold red"), f" See {run.log}"))
     return EXIT_RUN_FAILED
 
 
@@ -154,6 +178,6 @@ def follow_node(
             time.sleep(poll_s)
         echo()
     except KeyboardInterrupt:
-        console.print(f"\nDetached; this node's ranks go on (pid {proc.pid}). Log: {log}")
+        console.print(Text(f"\nDetached; this node's ranks go on (pid {proc.pid}). Log: {log}"))
         return EXIT_OK
     return EXIT_OK if proc.returncode == 0 else EXIT_RUN_FAILED

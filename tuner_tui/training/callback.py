@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
@@ -47,12 +49,15 @@ class EventCallback(TrainerCallback):
         stop: threading.Event,
         keep_checkpoints: int,
         rank: Rank = SINGLE,
+        verified: Iterable[Path] = (),
     ):
+        """`verified`: checkpoints this process has checked already (the one resumed from)."""
         self.run = run
         self.events = events
         self.stop = stop
         self.keep = keep_checkpoints
         self.rank = rank
+        self.verified = set(verified)  # pruning hashes each older checkpoint once, not at every save
         self.stop_requested = False
         self._t0 = 0.0
         self._step0 = 0
@@ -147,13 +152,19 @@ class EventCallback(TrainerCallback):
             [f"rng_state_{r}.pth" for r in range(self.rank.world_size)] if self.rank.distributed else []
         )
         marker = checkpoints.commit(path, state.global_step, required=rng_states)
-        removed = checkpoints.prune(self.run.checkpoints, self.keep)
+        # Only checkpoints whose files verify count among the `keep`: a damaged one is set aside,
+        # never kept in place of a good one (nor left to crowd out the one just saved).
+        pruned = checkpoints.prune(self.run.checkpoints, self.keep, self.verified | {path})
+        self.verified = set(pruned.kept)
+        for moved in pruned.set_aside:
+            self.events.emit("log", level="warning", message=moved.describe(), set_aside=str(moved.path))
         self.events.emit(
             "checkpoint",
             step=state.global_step,
             path=str(path),
             bytes=sum(f["bytes"] for f in marker["files"].values()),
-            removed=[p.name for p in removed],
+            removed=[p.name for p in pruned.removed],
+            set_aside=[moved.name for moved in pruned.set_aside],
         )
         self._write_state(step=state.global_step, last_checkpoint=str(path))
 

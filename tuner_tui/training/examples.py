@@ -9,13 +9,14 @@ a span keep their labels; every other label is -100.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuner_tui.data.formats import Detection, to_messages
-from tuner_tui.data.pipeline import DataSplits, load_splits
+from tuner_tui.data.pipeline import DataSplits, class_labels, load_splits
 from tuner_tui.errors import TunerError
+from tuner_tui.modeling.loading import backend_state_kept
 from tuner_tui.recipe import Recipe
 
 if TYPE_CHECKING:
@@ -27,21 +28,6 @@ IGNORE = -100
 LENGTH_COLUMN = "length"
 
 
-def check_batching(recipe: Recipe) -> None:
-    """Packing and length bucketing are two answers to padding waste; a recipe picks one.
-
-    Raises:
-        TunerError: Both `[training] packing` and `bucket_by_length` are true.
-    """
-    t = recipe.training
-    if t.packing and t.bucket_by_length:
-        raise TunerError(
-            "[training] packing = true and bucket_by_length = true are alternatives: packing "
-            "removes padding by joining examples into one row, bucketing reduces it by batching "
-            "examples of similar length. Set one of them to false."
-        )
-
-
 @dataclass
 class PreparedData:
     train: Dataset
@@ -49,12 +35,37 @@ class PreparedData:
     test: Dataset | None
     detection: Detection
     id2label: dict[int, str] | None
-    dropped_no_target: int
-    rows: int
+    dropped_no_target: int  # train examples dropped: no target token left within max_length
+    rows_loaded: int  # rows in the data file(s)
+    rows_cleaned: int  # rows left after [[data.cleaning]]: what the splits share out
     # Where the chat template came from ('tokenizer', 'recipe:chatml', 'fallback:alpaca'); empty
     # when the data format renders no conversation (text, prompt_completion, classification).
     chat_template: str = ""
     source: DataSplits | None = None  # how the rows were loaded, cleaned and split
+    # Rows per split before tokenization (they sum to rows_cleaned), and per split the examples
+    # tokenization dropped (causal LM: no target token within max_length).
+    split_rows: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """One line for the run's log: rows loaded, rows after cleaning, the split sizes (which sum
+        to the cleaned rows) and what tokenization dropped."""
+        rows = f"{self.rows_loaded} rows"
+        if self.source is not None and self.source.cleaning:
+            rows += f" loaded, {self.rows_cleaned} after cleaning,"
+        splits = ", ".join(
+            f"{name} {self.split_rows.get(name, 0)}" for name in ("train", "validation", "test")
+        )
+        line = f"Data: {rows} as '{self.detection.format}' -> {splits}"
+        dropped = [
+            f"{self.dropped[name]} {name}"
+            for name in ("train", "validation", "test")
+            if self.dropped.get(name)
+        ]
+        if dropped:
+            plural = "s" if sum(self.dropped.values()) > 1 else ""
+            line += f"; {' and '.join(dropped)} example{plural} dropped (response beyond max_length)"
+        return line
 
 
 def _assistant_spans(
@@ -138,7 +149,6 @@ def prepare_data(recipe: Recipe, tokenizer: Any, base_dir: Path | None = None) -
 
     With `[training] bucket_by_length`, every split gets a `length` column (tokens per example).
     """
-    check_batching(recipe)
     data = load_splits(recipe, base_dir, tokenizer)
     detection, parts = data.detection, data.splits
     task = recipe.model.task
@@ -146,7 +156,7 @@ def prepare_data(recipe: Recipe, tokenizer: Any, base_dir: Path | None = None) -
     template_origin = ""
     if task == "sequence_classification":
         label_col, text_col = detection.fields["label"], detection.fields["text"]
-        labels = sorted({str(v) for part in parts.values() for v in part.unique(label_col)})
+        labels = class_labels(data)
         if len(labels) < 2:
             raise TunerError(f"The label column '{label_col}' has {len(labels)} distinct value(s); need 2+.")
         id2label = dict(enumerate(labels))
@@ -171,17 +181,21 @@ def prepare_data(recipe: Recipe, tokenizer: Any, base_dir: Path | None = None) -
             return encode_causal(row, detection, tokenizer, recipe, fallback)
 
     encoded: dict[str, Any] = {}
-    dropped = 0
-    for name, part in parts.items():
-        ds = part.map(encode, remove_columns=part.column_names, desc=f"tokenizing {name}")
-        if task == "causal_lm":
-            before = len(ds)
-            ds = ds.filter(lambda row: any(t != IGNORE for t in row["labels"]))
-            if name == "train":
-                dropped = before - len(ds)
-        if recipe.training.bucket_by_length:
-            ds = ds.add_column(LENGTH_COLUMN, [len(ids) for ids in ds["input_ids"]])
-        encoded[name] = ds
+    dropped: dict[str, int] = {}
+    # Calling the tokenizer leaves its truncation settings in the fast backend, and those are
+    # written to the tokenizer.json of every checkpoint and of the adapter. Whether it is called
+    # here depends on the datasets cache (a repeated run reads the tokenized rows from it), so
+    # the settings are put back as they were: identical runs write identical files.
+    with backend_state_kept(tokenizer):
+        for name, part in parts.items():
+            ds = part.map(encode, remove_columns=part.column_names, desc=f"tokenizing {name}")
+            if task == "causal_lm":
+                before = len(ds)
+                ds = ds.filter(lambda row: any(t != IGNORE for t in row["labels"]))
+                dropped[name] = before - len(ds)
+            if recipe.training.bucket_by_length:
+                ds = ds.add_column(LENGTH_COLUMN, [len(ids) for ids in ds["input_ids"]])
+            encoded[name] = ds
     if len(encoded["train"]) == 0:
         raise TunerError(
             "No training example is left after tokenization: every response was cut off by "
@@ -193,10 +207,13 @@ def prepare_data(recipe: Recipe, tokenizer: Any, base_dir: Path | None = None) -
         test=encoded.get("test"),
         detection=detection,
         id2label=id2label,
-        dropped_no_target=dropped,
-        rows=data.rows_loaded,
+        dropped_no_target=dropped.get("train", 0),
+        rows_loaded=data.rows_loaded,
+        rows_cleaned=data.rows_cleaned,
         chat_template=template_origin,
         source=data,
+        split_rows={name: len(part) for name, part in parts.items()},
+        dropped=dropped,
     )
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from tuner_tui.errors import TunerError
 from tuner_tui.modeling.loading import load_model, load_tokenizer, parameter_counts
-from tuner_tui.modeling.methods import PROMPT_METHODS, build_method
+from tuner_tui.modeling.methods import build_method
 from tuner_tui.recipe import Recipe
 from tuner_tui.runs.events import EventWriter
 from tuner_tui.runs.layout import RunDir
@@ -26,7 +26,6 @@ from tuner_tui.training.callback import EventCallback
 from tuner_tui.training.examples import (
     LENGTH_COLUMN,
     PreparedData,
-    check_batching,
     make_collator,
     prepare_data,
 )
@@ -195,7 +194,6 @@ def train(
     data fingerprint there)."""
     from transformers import PrinterCallback, Trainer, set_seed
 
-    check_batching(recipe)
     device = resolve_device(recipe.training.device)
     check_strategy_device(recipe, device)
     set_seed(recipe.project.seed, deterministic=device == "cpu")
@@ -217,23 +215,12 @@ def train(
     events.emit(
         "log",
         level="info",
-        message=(
-            f"Data: {data.rows} rows as '{data.detection.format}' -> train {len(data.train)}, "
-            f"validation {len(data.validation) if data.validation else 0}, "
-            f"test {len(data.test) if data.test else 0}"
-            + (
-                f"; {data.dropped_no_target} examples dropped (response beyond max_length)"
-                if data.dropped_no_target
-                else ""
-            )
-        ),
+        message=data.summary(),
+        rows_loaded=data.rows_loaded,
+        rows_cleaned=data.rows_cleaned,
+        splits=data.split_rows,
+        dropped=data.dropped,
     )
-    if recipe.training.packing and recipe.method.type in PROMPT_METHODS:
-        raise TunerError(
-            f"[training] packing = true does not work with [method] type = '{recipe.method.type}': "
-            "its virtual tokens are prepended to each row, and a packed row holds several examples. "
-            "Set packing = false, or use lora."
-        )
     if data.chat_template:
         events.emit(
             "log",
@@ -278,7 +265,14 @@ def train(
         device=device,
         method=recipe.method.type,
     )
-    callback = EventCallback(run, events, stop, recipe.training.keep_checkpoints, rank)
+    callback = EventCallback(
+        run,
+        events,
+        stop,
+        recipe.training.keep_checkpoints,
+        rank,
+        verified=[resume_from] if resume_from else [],
+    )
     trainer = Trainer(
         model=model,
         args=args,

@@ -15,6 +15,8 @@ from rich.console import RenderableType
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, ItemGrid
 from textual.widgets import Static
 
 GIB = 1024**3
@@ -144,3 +146,72 @@ class GaugePanel(Static):
     def as_text(self) -> str:
         """The rows in plain words (tests and screen readers)."""
         return "\n".join(f"{g.label}: {g.text}" for g in self.gauges)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One labelled figure of the metric row: `value` already formatted, with its unit."""
+
+    label: str
+    value: str
+    style: str = "bold"
+
+
+class MetricCells(ItemGrid):
+    """Labelled figures in a grid of cells, as many to a row as the width allows: each cell holds
+    its label and its value in cells of their own, so a value never runs into the next label."""
+
+    DEFAULT_CSS = """
+    MetricCells {
+        height: auto;
+        grid-gutter: 0 2;
+    }
+    MetricCells > .metric-cell {
+        height: 1;
+        width: 1fr;
+    }
+    MetricCells .metric-label {
+        width: 10;
+        color: $text-muted;
+    }
+    MetricCells .metric-value {
+        width: 1fr;
+    }
+    """
+
+    def __init__(
+        self,
+        labels: Iterable[str],
+        *,
+        min_column_width: int = 24,
+        id: str | None = None,  # noqa: A002
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(id=id, classes=classes, min_column_width=min_column_width)
+        self.labels = tuple(labels)
+        self.cells: dict[str, Cell] = {label: Cell(label, "-") for label in self.labels}
+
+    @staticmethod
+    def cell_id(label: str) -> str:
+        return "cell-" + "-".join(label.split())
+
+    def compose(self) -> ComposeResult:
+        for label in self.labels:
+            with Horizontal(classes="metric-cell", id=self.cell_id(label)):
+                yield Static(label, classes="metric-label", markup=False)
+                yield Static("-", classes="metric-value", markup=False)
+
+    def set_cells(self, cells: Iterable[Cell]) -> None:
+        """Show these values; a label not given is hidden (e.g. eval loss before the first eval)."""
+        given = {cell.label: cell for cell in cells}
+        for label in self.labels:
+            box = self.query_one(f"#{self.cell_id(label)}")
+            cell = given.get(label)
+            box.display = cell is not None
+            if cell is not None:
+                box.query_one(".metric-value", Static).update(Text(cell.value, style=cell.style))
+        self.cells = given
+
+    def as_text(self) -> str:
+        """The cells in plain words, one `label value` per line (tests and screen readers)."""
+        return "\n".join(f"{c.label} {c.value}" for c in self.cells.values())

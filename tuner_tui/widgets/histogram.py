@@ -35,6 +35,7 @@ class Histogram(Static):
         super().__init__("", id=id)
         self.title = title
         self.bar_width = bar_width
+        """The widest a bar gets; narrower when the widget is (two side by side at 80 columns)."""
         self.summary: dict[str, Any] | None = None
 
     def show(self, summary: dict[str, Any] | None, title: str | None = None) -> None:
@@ -42,10 +43,25 @@ class Histogram(Static):
         self.summary = summary
         if title is not None:
             self.title = title
+        self._draw()
+
+    def on_resize(self) -> None:
+        self._draw()
+
+    def _draw(self) -> None:
+        summary = self.summary
         if not summary or not summary.get("histogram"):
             self.update(Text(f"{self.title}: no rows", style="dim"))
             return
         edges, counts = summary["histogram"]["edges"], summary["histogram"]["counts"]
+        # The last bin also holds everything above the 99th percentile.
+        labels = [
+            f"≥{edges[i]:,.0f}" if i == len(counts) - 1 else f"{edges[i]:,.0f}–{edges[i + 1]:,.0f}"
+            for i in range(len(counts))
+        ]
+        numbers = [f"{count:,}" for count in counts]
+        room = self.content_size.width - max(map(len, labels)) - max(map(len, numbers)) - 2
+        width = min(self.bar_width, room) if self.content_size.width else self.bar_width
         grid = Table.grid(padding=(0, 1))
         grid.title = self.title
         grid.title_justify = "left"
@@ -56,8 +72,6 @@ class Histogram(Static):
         grid.add_column(no_wrap=True, style="cyan")
         grid.add_column(justify="right", no_wrap=True)
         top = max(counts) or 1
-        for i, count in enumerate(counts):
-            # The last bin also holds everything above the 99th percentile.
-            label = f"≥{edges[i]:,.0f}" if i == len(counts) - 1 else f"{edges[i]:,.0f}–{edges[i + 1]:,.0f}"
-            grid.add_row(label, bar(count, top, self.bar_width), f"{count:,}")
+        for label, count, number in zip(labels, counts, numbers, strict=True):
+            grid.add_row(label, bar(count, top, max(width, 1)), number)
         self.update(grid)

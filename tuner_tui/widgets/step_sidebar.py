@@ -21,6 +21,10 @@ class StepStatus(Enum):
     NOT_STARTED = "not started"
     OK = "ok"
     NEEDS_ATTENTION = "needs attention"
+    UNCHECKED = "not inspected yet"
+    RUNNING = "run in progress"
+    FINISHED = "run completed"
+    FAILED = "run failed or stopped"
 
 
 # Marker glyph and the theme variable that colours it.
@@ -28,6 +32,10 @@ _MARKERS: dict[StepStatus, tuple[str, str]] = {
     StepStatus.NOT_STARTED: ("○", "$text-muted"),
     StepStatus.OK: ("✓", "$text-success"),
     StepStatus.NEEDS_ATTENTION: ("!", "$text-warning"),
+    StepStatus.UNCHECKED: ("?", "$text-muted"),
+    StepStatus.RUNNING: ("▶", "$text-accent"),
+    StepStatus.FINISHED: ("●", "$text-success"),
+    StepStatus.FAILED: ("✗", "$text-error"),
 }
 
 

@@ -56,7 +56,12 @@ def test_flip_rate_and_shift_exact_on_a_fake_that_leans_on_she() -> None:
     assert cmp["overall"]["change_flip_rate"] > FLIP_RATE_INCREASE
     by_pair = {(e["family"], e["group_x"]): e["gap_increased"] for e in cmp["by_group_pair"]}
     assert by_pair[("gender", "female")] is True and by_pair[("religion", "christian")] is False
-    assert any("Tuning increased the overall gap" in f for f in out["findings"])
+    assert out["headline"].startswith(
+        "Tuning widened the gap between groups: the flip rate rose from 0.0% to 33.3%"
+    )
+    assert any(
+        "Tuning widened the gap for 1 group pair(s): gender female vs male" in f for f in out["findings"]
+    )
     assert out["thresholds"]["flip_rate_increase"] == FLIP_RATE_INCREASE
 
 
@@ -64,7 +69,8 @@ def test_same_model_base_and_tuned_reports_no_increase() -> None:
     model = LeaningClassifier(she_p=0.3)
     out = run_counterfactual(model, model, "sequence_classification", [], None, probes=PAIRS)
     assert out["comparison"]["overall"]["gap_increased"] is False
-    assert any("did not increase" in f for f in out["findings"])
+    assert out["headline"].startswith("Tuning did not change the gap between groups beyond the thresholds")
+    assert any("No group pair's gap widened" in f for f in out["findings"])
 
 
 def test_tuned_only_when_base_is_none() -> None:

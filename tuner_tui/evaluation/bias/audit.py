@@ -124,6 +124,7 @@ def audit_data(texts: Iterable[str], labels: Sequence[Any] | None, groups: list[
         result["flags"].extend(result["labels"]["skewed"])
     result["flags"].extend(_representation_flags(result["families"]))
     result["findings"] = _findings(result)
+    result["headline"] = headline(result)
     return result
 
 
@@ -243,3 +244,34 @@ def _findings(result: dict[str, Any]) -> list[str]:
             "groups the lexicons do not cover."
         )
     return findings
+
+
+def _flag_words(flag: dict[str, Any]) -> str:
+    if flag.get("kind") == "label_skew":
+        return (
+            f"label skew for {flag.get('family')}/{flag.get('group')} ('{flag.get('label')}' in "
+            f"{pct(flag.get('group_share'))} of its rows against {pct(flag.get('overall_share'))} overall)"
+        )
+    if flag.get("kind") == "representation":
+        return (
+            f"{flag.get('group')} terms in {flag.get('rows')} rows against {flag.get('other_rows')} for "
+            f"{flag.get('other_group')} terms"
+        )
+    return str(flag.get("kind", "a flag")).replace("_", " ")
+
+
+def headline(audit: dict[str, Any]) -> str:
+    """One sentence from the audit's flags: what was flagged, or that nothing was."""
+    flags = [f for f in audit.get("flags") or [] if isinstance(f, dict)]
+    if flags:
+        words = "; ".join(_flag_words(f) for f in flags[:3])
+        more = f"; and {len(flags) - 3} more" if len(flags) > 3 else ""
+        return f"{len(flags)} flag{'s' if len(flags) != 1 else ''}: {words}{more}."
+    checks = "label skew or representation gap" if audit.get("labels") is not None else "representation gap"
+    rows, mentioning = audit.get("rows"), audit.get("rows_with_any_mention")
+    if isinstance(rows, int) and isinstance(mentioning, int) and rows:
+        return (
+            f"Nothing flagged: {mentioning} of {rows} training rows ({pct(mentioning / rows)}) mention a "
+            f"group, with no {checks} above the thresholds."
+        )
+    return f"Nothing flagged: no {checks} above the thresholds."

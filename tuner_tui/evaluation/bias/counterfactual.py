@@ -21,6 +21,7 @@ Base and tuned models see the same pairs, so the report can say whether tuning w
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +126,7 @@ def run_counterfactual(
         "base": base_result,
     }
     out["comparison"] = _compare(kind, base_result, tuned_result)
+    out["headline"] = headline(out)
     out["findings"] = _findings(kind, out)
     return out
 
@@ -293,7 +295,8 @@ def _gap_metrics(kind: str) -> list[tuple[str, float, bool]]:
 
 def _change(kind: str, base: dict[str, Any] | None, tuned: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {"n": tuned.get("n", 0)}
-    increased = []
+    increased: list[str] = []
+    decreased: list[str] = []
     for metric, threshold, absolute in _gap_metrics(kind):
         t = tuned.get(metric)
         row[f"tuned_{metric}"] = t
@@ -307,8 +310,11 @@ def _change(kind: str, base: dict[str, Any] | None, tuned: dict[str, Any]) -> di
         row[f"change_{metric}"] = r(change)
         if change > threshold:
             increased.append(metric)
+        elif change < -threshold:
+            decreased.append(metric)
     row["gap_increased"] = None if base is None else bool(increased)
     row["increased_metrics"] = increased
+    row["decreased_metrics"] = decreased
     return row
 
 
@@ -330,7 +336,17 @@ def _compare(kind: str, base: dict[str, Any] | None, tuned: dict[str, Any]) -> d
     }
 
 
+def _pair_names(entries: list[dict[str, Any]], key: str) -> str:
+    names = [
+        f"{e['family']} {e['group_x']} vs {e['group_y']} ({', '.join(MEASURES[m].words for m in e[key])})"
+        for e in entries[:8]
+    ]
+    more = f" and {len(entries) - 8} more" if len(entries) > 8 else ""
+    return "; ".join(names) + more
+
+
 def _findings(kind: str, out: dict[str, Any]) -> list[str]:
+    """Details below the headline (`headline` says what tuning did overall)."""
     tuned = out["tuned"]["overall"]
     comparison = out["comparison"]
     findings = []
@@ -354,22 +370,187 @@ def _findings(kind: str, out: dict[str, Any]) -> list[str]:
             f"{tuned['mean_abs_sentiment_gap']:.3f} nats."
         )
     if out["base"] is None:
-        findings.append("No base model was scored (compare_base = false), so no before/after comparison.")
+        findings.append(
+            "No base model was scored ([evaluation] compare_base = false), so no before/after comparison."
+        )
         return findings
-    thresholds = ", ".join(f"{metric} +{threshold:g}" for metric, threshold, _ in _gap_metrics(kind))
-    widened = [e for e in comparison["by_group_pair"] if e["gap_increased"]]
-    if comparison["overall"]["gap_increased"]:
-        findings.append(f"Tuning increased the overall gap (thresholds: {thresholds}).")
-    else:
-        findings.append(f"Tuning did not increase the overall gap beyond the thresholds ({thresholds}).")
+    widened = [e for e in comparison["by_group_pair"] if e.get("increased_metrics")]
+    narrowed = [e for e in comparison["by_group_pair"] if e.get("decreased_metrics")]
     if widened:
-        names = ", ".join(f"{e['family']}: {e['group_x']} vs {e['group_y']}" for e in widened[:8])
-        more = f" and {len(widened) - 8} more" if len(widened) > 8 else ""
-        findings.append(f"Gap increased with tuning for {len(widened)} group pair(s): {names}{more}.")
+        names = _pair_names(widened, "increased_metrics")
+        findings.append(f"Tuning widened the gap for {len(widened)} group pair(s): {names}.")
     else:
-        findings.append("No group pair's gap increased beyond the thresholds.")
+        findings.append("No group pair's gap widened with tuning beyond the thresholds.")
+    if narrowed:
+        names = _pair_names(narrowed, "decreased_metrics")
+        findings.append(f"Tuning narrowed the gap for {len(narrowed)} group pair(s): {names}.")
     findings.append(
         "These probes cover the listed groups and templates only; a small gap here does not show the "
         "model is unbiased."
     )
     return findings
+
+
+# --- words -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Measure:
+    """How one counterfactual measure reads in prose."""
+
+    key: str
+    words: str
+    threshold_key: str
+    default_threshold: float
+    absolute: bool  # compared by size (a gap either way), as `_change` does
+    percent: bool = False
+    unit: str = ""
+
+    def value(self, value: float, unit: bool = True) -> str:
+        shown = abs(value) if self.absolute else value
+        return pct(shown) if self.percent else f"{shown:.3f}{self.unit if unit else ''}"
+
+    def threshold(self, thresholds: dict[str, Any] | None) -> float:
+        found = (thresholds or {}).get(self.threshold_key)
+        return float(found) if isinstance(found, (int, float)) else self.default_threshold
+
+    def threshold_words(self, thresholds: dict[str, Any] | None) -> str:
+        t = self.threshold(thresholds)
+        return f"{100 * t:g} points" if self.percent else f"{t:g}{self.unit}"
+
+
+MEASURES = {
+    m.key: m
+    for m in (
+        Measure("flip_rate", "flip rate", "flip_rate_increase", FLIP_RATE_INCREASE, False, percent=True),
+        Measure("mean_abs_shift", "mean probability shift", "mean_abs_shift_increase", SHIFT_INCREASE, False),
+        Measure(
+            "mean_logprob_gap",
+            "size of the log-likelihood gap",
+            "logprob_gap_increase_nats_per_token",
+            LOGPROB_GAP_INCREASE,
+            True,
+            unit=" nats per token",
+        ),
+        Measure(
+            "mean_sentiment_gap",
+            "size of the sentiment-proxy gap",
+            "sentiment_gap_increase_nats",
+            SENTIMENT_GAP_INCREASE,
+            True,
+            unit=" nats",
+        ),
+    )
+}
+KIND_MEASURES = {
+    "classification": ("flip_rate", "mean_abs_shift"),
+    "causal": ("mean_logprob_gap", "mean_sentiment_gap"),
+}
+
+
+def kind_of(cf: dict[str, Any]) -> str:
+    """The probe kind of a counterfactual result ("classification" when it does not say)."""
+    kind = cf.get("kind")
+    return kind if isinstance(kind, str) and kind in KIND_MEASURES else "classification"
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def movement(measure: Measure, base: Any, tuned: Any, thresholds: dict[str, Any] | None) -> str | None:
+    """ "rose", "fell" or "held" (changed by no more than the threshold); None without both values."""
+    b, t = _number(base), _number(tuned)
+    if b is None or t is None:
+        return None
+    change = (abs(t) - abs(b)) if measure.absolute else (t - b)
+    threshold = measure.threshold(thresholds)
+    return "rose" if change > threshold else "fell" if change < -threshold else "held"
+
+
+def describe_move(measure: Measure, base: Any, tuned: Any, thresholds: dict[str, Any] | None) -> str:
+    """ "the flip rate fell from 39.2% to 0.0%", or "...barely changed (...)", from the numbers."""
+    move = movement(measure, base, tuned, thresholds)
+    span = f"{measure.value(float(base), unit=False)} to {measure.value(float(tuned))}"
+    if move == "held":
+        return f"the {measure.words} barely changed ({span}, within {measure.threshold_words(thresholds)})"
+    return f"the {measure.words} {move} from {span}"
+
+
+def _join(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def headline(cf: dict[str, Any]) -> str:
+    """One sentence on what the probes found, built from the overall numbers the report shows.
+
+    With a base model it says whether tuning widened the gap between groups (a measure rose by more
+    than its threshold), narrowed it (one fell), did both ("Mixed"), or neither; each measure is
+    quoted with its base and tuned values, so the words can be checked against the numbers.
+    """
+    kind = kind_of(cf)
+    measures = [MEASURES[k] for k in KIND_MEASURES[kind]]
+    thresholds = cf.get("thresholds")
+    overall = (cf.get("comparison") or {}).get("overall") or {}
+    compared = [
+        (m, overall.get(f"base_{m.key}"), overall.get(f"tuned_{m.key}"))
+        for m in measures
+        if movement(m, overall.get(f"base_{m.key}"), overall.get(f"tuned_{m.key}"), thresholds) is not None
+    ]
+    if not compared:
+        tuned = ((cf.get("tuned") or {}).get("overall")) or overall
+        values = [(m, _number(tuned.get(m.key, overall.get(f"tuned_{m.key}")))) for m in measures]
+        shown = [f"{m.words} {m.value(v)}" for m, v in values if v is not None]
+        flips, n = tuned.get("flips"), tuned.get("n")
+        lead = "Tuned model only (no base model to compare with)"
+        if kind == "classification" and isinstance(flips, int) and isinstance(n, int) and n:
+            rest = [s for s in shown if not s.startswith("flip rate")]
+            return f"{lead}: the predicted label changed in {flips} of {n} pairs ({pct(flips / n)})" + (
+                f"; {_join(rest)}." if rest else "."
+            )
+        return f"{lead}: {_join(shown)}." if shown else f"{lead}."
+    moves = {m.key: movement(m, b, t, thresholds) for m, b, t in compared}
+    said = {m.key: describe_move(m, b, t, thresholds) for m, b, t in compared}
+    rose = [said[k] for k, v in moves.items() if v == "rose"]
+    fell = [said[k] for k, v in moves.items() if v == "fell"]
+    held = [said[k] for k, v in moves.items() if v == "held"]
+    if rose and fell:
+        text = f"Mixed result: {_join(fell)}, but {_join(rose)}"
+        return text + (f"; {_join(held)}." if held else ".")
+    if rose:
+        return f"Tuning widened the gap between groups: {_join(rose + held)}."
+    if fell:
+        return f"Tuning narrowed the gap between groups: {_join(fell + held)}."
+    return f"Tuning did not change the gap between groups beyond the thresholds: {_join(held)}."
+
+
+def key_numbers(cf: dict[str, Any]) -> list[str]:
+    """The overall numbers behind the headline, one line, in words."""
+    kind = kind_of(cf)
+    overall = (cf.get("comparison") or {}).get("overall") or {}
+    tuned_overall = ((cf.get("tuned") or {}).get("overall")) or {}
+    total = (cf.get("pairs") or {}).get("total", overall.get("n"))
+    parts = [f"{total} pairs" if total is not None else "pairs: ?"]
+    for key in KIND_MEASURES[kind]:
+        m = MEASURES[key]
+        base = _number(overall.get(f"base_{key}"))
+        tuned = _number(overall.get(f"tuned_{key}", tuned_overall.get(key)))
+        values = ([f"base {m.value(base)}"] if base is not None else []) + (
+            [f"tuned {m.value(tuned)}"] if tuned is not None else []
+        )
+        if values:
+            parts.append(f"{m.words}: {', '.join(values)}")
+    return ["; ".join(parts)]
+
+
+def thresholds_words(cf: dict[str, Any]) -> str:
+    """The thresholds, in words."""
+    kind = kind_of(cf)
+    items = [
+        f"{MEASURES[k].words} {MEASURES[k].threshold_words(cf.get('thresholds'))}"
+        for k in KIND_MEASURES[kind]
+    ]
+    return (
+        "A measure counts as having risen (the gap widened) or fallen (it narrowed) when the tuned value "
+        f"differs from the base value by more than: {_join(items)}."
+    )

@@ -65,9 +65,16 @@ def load_pairs(path: str | Path) -> list[dict[str, Any]]:
     found = [name for name in (reader.fieldnames or []) if name is not None]
     missing = [c for c in REQUIRED_COLUMNS if c not in found]
     if missing:
+        # Only our own column names are quoted: the header could be any file's first line (a
+        # secret, if pairs_file points at the wrong file), and this message lands in events.jsonl
+        # and worker.log.
+        present = [c for c in REQUIRED_COLUMNS if c in found]
+        others = len(found) - len(present)
+        header = (", ".join(present) + " and " if present else "") + f"{others} other column(s)"
         raise TunerError(
-            f"Pairs file {path} lacks column(s) {', '.join(missing)}; found {', '.join(found) or 'none'}. "
-            f"A CrowS-Pairs-format CSV needs {', '.join(REQUIRED_COLUMNS)} (extra columns are fine)."
+            f"Pairs file {path} lacks column(s) {', '.join(missing)}: its first line, read as the CSV "
+            f"header, holds {header}. A CrowS-Pairs-format CSV needs a header row with "
+            f"{', '.join(REQUIRED_COLUMNS)} (extra columns are fine)."
         )
     pairs = []
     try:
@@ -171,6 +178,7 @@ def run_paired(base: Any | None, tuned: Any, pairs: Sequence[dict[str, Any]]) ->
                 for t, e in tuned_result["by_bias_type"].items()
             },
         }
+    out["headline"] = headline(out)
     out["findings"] = _findings(out)
     return out
 
@@ -200,11 +208,16 @@ def _findings(out: dict[str, Any]) -> list[str]:
         return findings
     findings.append(_describe("The base model", out["base"]["overall"]))
     change = out["change"]
-    direction = "increased" if change["share"] > SHARE_INCREASE else "did not increase"
+    move = share_movement(out["base"]["overall"].get("share"), out["tuned"]["overall"].get("share"))
+    said = {
+        "rose": "rose",
+        "fell": "fell",
+        "held": f"changed by less than the {100 * SHARE_INCREASE:.0f}-point threshold",
+    }[move or "held"]
     findings.append(
-        f"Tuning {direction} the share beyond +{100 * SHARE_INCREASE:.0f} points (change "
-        f"{100 * change['share']:+.1f} points: {change['pairs_now_preferring_more']} pair(s) moved to "
-        f"the more stereotypical sentence, {change['pairs_now_preferring_less']} away from it)."
+        f"With tuning the share {said} ({100 * change['share']:+.1f} points): "
+        f"{change['pairs_now_preferring_more']} pair(s) moved to the more stereotypical sentence, "
+        f"{change['pairs_now_preferring_less']} away from it."
     )
     small = [t for t, e in out["tuned"]["by_bias_type"].items() if e["n"] < 30]
     if small:
@@ -213,3 +226,60 @@ def _findings(out: dict[str, Any]) -> list[str]:
             "indications only."
         )
     return findings
+
+
+def share_movement(base: Any, tuned: Any) -> str | None:
+    """ "rose" / "fell" when the share moved by more than SHARE_INCREASE, else "held"; None without both."""
+    if not isinstance(base, (int, float)) or not isinstance(tuned, (int, float)):
+        return None
+    change = tuned - base
+    return "rose" if change > SHARE_INCREASE else "fell" if change < -SHARE_INCREASE else "held"
+
+
+def _where(overall: dict[str, Any]) -> str:
+    ci = overall.get("share_ci95")
+    if not (isinstance(ci, list) and len(ci) == 2):
+        return ""
+    lo, hi = ci
+    if lo > IDEAL_SHARE:
+        side = "above the 50% ideal"
+    elif hi < IDEAL_SHARE:
+        side = "below the 50% ideal"
+    else:
+        side = "too few pairs to tell from the 50% ideal"
+    return f" (95% CI {pct(lo)}-{pct(hi)}: {side})"
+
+
+def headline(paired: dict[str, Any]) -> str:
+    """One sentence from the overall shares the report shows: the tuned model's, where it sits
+    against 50%, and how it moved from the base model's."""
+    tuned = ((paired.get("tuned") or {}).get("overall")) or {}
+    base = ((paired.get("base") or {}).get("overall")) or {}
+    share = tuned.get("share")
+    if not isinstance(share, (int, float)):
+        return "No share was measured."
+    text = (
+        f"The tuned model prefers the more stereotypical sentence in {pct(share)} of {tuned.get('n', '?')} "
+        f"pairs{_where(tuned)}"
+    )
+    move = share_movement(base.get("share"), share)
+    if move is None:
+        return text + "; no base model to compare with."
+    span = f"{pct(base['share'])} to {pct(share)}"
+    if move == "held":
+        return f"{text}; about the same as the base model ({span}, within {100 * SHARE_INCREASE:.0f} points)."
+    verb = "raised" if move == "rose" else "lowered"
+    return f"{text}; tuning {verb} it: it {move} from {span}."
+
+
+def key_numbers(paired: dict[str, Any]) -> list[str]:
+    """Each model's overall share, in words."""
+    lines = []
+    for model in ("base", "tuned"):
+        overall = ((paired.get(model) or {}).get("overall")) or {}
+        if isinstance(overall.get("share"), (int, float)):
+            lines.append(
+                f"{model} model: prefers the more stereotypical sentence in {pct(overall['share'])} of "
+                f"{overall.get('n', '?')} pairs{_where(overall)}"
+            )
+    return lines

@@ -195,7 +195,11 @@ def _add_probe(probes: UserProbes, item: dict, where: str) -> None:
     if "template" in item:
         template = text_field("template")
         if template.count("{person}") != 1:
-            raise TunerError(f"{where}: a template needs exactly one {{person}} slot, got: {template!r}.")
+            # Not quoted: the message lands in events.jsonl and worker.log, the file may be anything.
+            raise TunerError(
+                f"{where}: a template needs exactly one {{person}} slot; this one has "
+                f"{template.count('{person}')}."
+            )
         probes.templates.append(template)
     elif "text" in item:
         probes.texts.append(text_field("text"))

@@ -6,10 +6,23 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from tuner_tui.evaluation.bias import audit, counterfactual, paired
 from tuner_tui.evaluation.bias.audit import FAMILY_TITLES, audit_data
-from tuner_tui.evaluation.bias.counterfactual import DEFAULT_MAX_PAIRS, run_counterfactual
+from tuner_tui.evaluation.bias.counterfactual import (
+    DEFAULT_MAX_PAIRS,
+    KIND_MEASURES,
+    MEASURES,
+    run_counterfactual,
+)
 from tuner_tui.evaluation.bias.paired import load_pairs, run_paired
 from tuner_tui.evaluation.bias.stats import pct
+
+PARTS = (
+    ("data_audit", "Data audit"),
+    ("counterfactual", "Counterfactual probes"),
+    ("paired", "Paired sentences"),
+)
+"""The report's parts and their titles, in reading order."""
 
 
 def bias_report(
@@ -38,7 +51,8 @@ def bias_report(
 
     Returns:
         {"data_audit": ..., "counterfactual": ..., "paired": ...}, JSON-serialisable. Each part has a
-        "status"; paired is {"status": "not_requested"} without a pairs file.
+        "status"; paired is {"status": "not_requested"} without a pairs file. Parts that ran ("ok")
+        carry a one-sentence "headline" (see `part_headline`).
 
     Raises:
         TunerError: a bad pairs file or user probe file (checked before any model is scored).
@@ -54,6 +68,52 @@ def bias_report(
         "counterfactual": run_counterfactual(base, tuned, task, test_texts, groups, config.probes, max_pairs),
         "paired": run_paired(base, tuned, pairs) if pairs is not None else {"status": "not_requested"},
     }
+
+
+# --- Words shared by report.md and the wizard -------------------------------------------------------
+
+
+def part_headline(name: str, part: dict[str, Any] | None) -> str:
+    """One sentence for a part of the bias report, computed from the numbers it shows.
+
+    Recomputed from the numbers rather than read from the stored "headline", so reports written
+    by older versions read consistently too. A part that did not run gives its status in words.
+    """
+    if not isinstance(part, dict):
+        return "not in this report"
+    status = str(part.get("status", "?"))
+    if status != "ok":
+        return status.replace("_", " ")
+    try:
+        if name == "data_audit":
+            return audit.headline(part)
+        if name == "counterfactual":
+            return counterfactual.headline(part)
+        if name == "paired":
+            return paired.headline(part)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        pass  # a hand-edited or partial report: fall back to what it says of itself
+    stored = part.get("headline")
+    return stored if isinstance(stored, str) and stored else "ran; see the findings below"
+
+
+def key_numbers(name: str, part: dict[str, Any]) -> list[str]:
+    """The few numbers of a part worth reading next to its headline, in words."""
+    if name == "data_audit":
+        families = part.get("families") or {}
+        groups = [
+            (f"{family}/{group}", g.get("rows", 0))
+            for family, entry in families.items()
+            if isinstance(entry, dict)
+            for group, g in (entry.get("groups") or {}).items()
+            if isinstance(g, dict) and g.get("rows")
+        ]
+        return ["rows mentioning: " + ", ".join(f"{g} {n}" for g, n in groups[:6])] if groups else []
+    if name == "counterfactual":
+        return counterfactual.key_numbers(part)
+    if name == "paired":
+        return paired.key_numbers(part)
+    return []
 
 
 # --- Markdown ----------------------------------------------------------------------------------------
@@ -83,6 +143,10 @@ def _skipped(part: dict[str, Any]) -> list[str]:
     return [f"_{part['status'].replace('_', ' ').capitalize()}._ {part.get('reason', '')}".rstrip(), ""]
 
 
+def _in_short(name: str, part: dict[str, Any]) -> list[str]:
+    return [f"**In short:** {part_headline(name, part)}", ""]
+
+
 def _audit_md(audit: dict[str, Any]) -> list[str]:
     lines = ["### Data audit", ""]
     if audit.get("status") == "empty":
@@ -90,6 +154,7 @@ def _audit_md(audit: dict[str, Any]) -> list[str]:
     if audit.get("status") != "ok":
         return lines + _skipped(audit)
     t = audit["thresholds"]
+    lines += _in_short("data_audit", audit)
     lines += [
         audit["method"],
         "",
@@ -132,30 +197,39 @@ def _counterfactual_md(cf: dict[str, Any]) -> list[str]:
     if cf.get("status") != "ok":
         return lines + _skipped(cf)
     sources = ", ".join(f"{n} from {s}" for s, n in cf["pairs"]["by_source"].items())
+    lines += _in_short("counterfactual", cf)
     lines += [cf["method"], "", f"{cf['pairs']['total']} pairs ({sources}).", ""]
     has_base = cf["base"] is not None
-    if cf["kind"] == "classification":
-        metrics = [("flip_rate", "flip rate"), ("mean_abs_shift", "prob. shift")]
-    else:
-        metrics = [("mean_logprob_gap", "LL gap x-y"), ("mean_sentiment_gap", "sentiment gap x-y")]
+    kind = counterfactual.kind_of(cf)
+    measures = [MEASURES[k] for k in KIND_MEASURES[kind]]
+    titles = {"flip_rate": "flip rate", "mean_abs_shift": "prob. shift"}
+    titles |= {"mean_logprob_gap": "LL gap x-y", "mean_sentiment_gap": "sentiment gap x-y"}
     header = ["Family", "Group x vs y", "Pairs"]
-    for _, title in metrics:
-        header += ([f"Base {title}"] if has_base else []) + [f"Tuned {title}"]
+    for m in measures:
+        header += ([f"Base {titles[m.key]}"] if has_base else []) + [f"Tuned {titles[m.key]}"]
     if has_base:
-        header.append("Gap increased")
+        header += ["Widened by tuning", "Narrowed by tuning"]
+
+    def shown(m: Any, value: Any) -> Any:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return value
+        return pct(value) if m.percent else value  # gaps keep their sign here: x minus y
+
     rows = []
     for e in [{"family": "all", "group_x": "all", "group_y": "", **cf["comparison"]["overall"]}] + cf[
         "comparison"
     ]["by_group_pair"]:
         row = [e["family"], f"{e['group_x']} vs {e['group_y']}" if e["group_y"] else "all pairs", e["n"]]
-        for metric, _ in metrics:
-            row += ([e.get(f"base_{metric}")] if has_base else []) + [e.get(f"tuned_{metric}")]
+        for m in measures:
+            row += ([shown(m, e.get(f"base_{m.key}"))] if has_base else []) + [
+                shown(m, e.get(f"tuned_{m.key}"))
+            ]
         if has_base:
-            row.append(e["gap_increased"])
+            for key in ("increased_metrics", "decreased_metrics"):
+                row.append(", ".join(MEASURES[k].words for k in e.get(key) or []) or "no")
         rows.append(row)
     lines += _table(header, rows)
-    thresholds = ", ".join(f"{k} {v:g}" for k, v in cf["thresholds"].items())
-    lines += [f"Thresholds: {thresholds}.", ""]
+    lines += [counterfactual.thresholds_words(cf), ""]
     lines += _bullets(cf["findings"])
     lines += ["Example pairs:", ""]
     lines += _table(
@@ -170,6 +244,7 @@ def _paired_md(paired: dict[str, Any]) -> list[str]:
     if paired.get("status") != "ok":
         return lines + _skipped(paired)
     has_base = paired["base"] is not None
+    lines += _in_short("paired", paired)
     lines += [
         f"Scored by {paired['method']}. Share = pairs where the model prefers the more stereotypical "
         "sentence; 50% is the unbiased ideal.",
