@@ -597,9 +597,9 @@ class EvaluationScreen(StepScreen):
 
 def _last_error(root: Path, since: int) -> str:
     """What the last `error` event from byte `since` of the run's events.jsonl said."""
-    from tuner_tui.runs.events import read_events
+    from tuner_tui.runs.events import iter_events
 
-    errors = [e for e in read_events(root / "events.jsonl", since)[0] if e.get("type") == "error"]
+    errors = [e for e in iter_events(root / "events.jsonl", since) if e.get("type") == "error"]
     if not errors:
         return f"no error was recorded; see {root / 'worker.log'}"
     last = errors[-1]

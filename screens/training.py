@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -34,11 +34,12 @@ from tuner_tui.runs.layout import RunDir
 from tuner_tui.runs.state import ACTIVE_PHASES, CRASHED, read_state
 from tuner_tui.screens.messages import RunPhaseChanged
 from tuner_tui.screens.step import NO_DRAFT, StepScreen
+from tuner_tui.views.run_view import RunView, number
+from tuner_tui.views.series import Trace
 from tuner_tui.widgets.checkpoint_list import CheckpointList
 from tuner_tui.widgets.gauges import Cell, GaugePanel, MetricCells, telemetry_gauges
 from tuner_tui.widgets.log_tail import LogFollower, LogTail
 from tuner_tui.widgets.recipe_form import RecipeForm
-from tuner_tui.widgets.series import Series, Trace
 
 if TYPE_CHECKING:
     from tuner_tui.app import Draft
@@ -76,6 +77,8 @@ REDRAW_S = 0.25
 """At most this often the dashboard redraws, however fast events arrive."""
 BATCH = 2000
 """Most events in one message: replaying a long run must not block the event loop in one go."""
+BATCHES_IN_FLIGHT = 4
+"""Most batches posted and not yet folded: the follower reads ahead no further than this."""
 
 
 # --- messages (posted by the follow worker, handled on the event loop) ------------------------
@@ -87,6 +90,8 @@ class EventsArrived(Message):
 
     run: Path
     events: list[dict[str, Any]]
+    credit: threading.Semaphore
+    """Released once the batch is folded: the follower posts the next one then."""
 
 
 @dataclass
@@ -114,94 +119,20 @@ class RunUnreadable(Message):
     message: str
 
 
-# --- the run as folded from its events ---------------------------------------------------------
-
-
-def _number(value: Any) -> float | None:
-    """A numeric event field; events.jsonl spells non-finite floats as "nan"/"inf"/"-inf"."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if value in ("nan", "inf", "-inf"):
-        return float(value)
-    return None
-
-
-@dataclass
-class RunView:
-    """Everything the dashboard shows, folded from a run's events. Every loss point is kept;
-    the series summarise themselves for plotting."""
-
-    phase: str | None = None
-    metric: dict[str, Any] = field(default_factory=dict)
-    """The newest metric event."""
-    max_steps: int | None = None
-    loss: Series = field(default_factory=Series)
-    lr: Series = field(default_factory=Series)
-    grad_norm: Series = field(default_factory=Series)
-    eval_loss: Series = field(default_factory=Series)
-    final_evals: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Evaluation of whole models after training, by model ('base', 'tuned')."""
-    telemetry: dict[str, Any] | None = None
-    errors: list[dict[str, Any]] = field(default_factory=list)
-    events: int = 0
-
-    def fold(self, events: Iterable[Mapping[str, Any]]) -> set[str]:
-        """Take these events in; returns the parts of the dashboard that changed."""
-        changed: set[str] = set()
-        for event in events:
-            self.events += 1
-            kind = event.get("type")
-            if kind == "metric":
-                step = _number(event.get("step"))
-                if step is not None:
-                    for series, key in ((self.loss, "loss"), (self.lr, "lr"), (self.grad_norm, "grad_norm")):
-                        value = _number(event.get(key))
-                        if value is not None:
-                            series.append(step, value)
-                self.metric = dict(event)
-                if isinstance(event.get("max_steps"), int):
-                    self.max_steps = event["max_steps"]
-                changed.add("metric")
-            elif kind == "status":
-                self.phase = event.get("phase") or self.phase
-                if isinstance(event.get("max_steps"), int) and event["max_steps"] > 0:
-                    self.max_steps = event["max_steps"]
-                changed.add("phase")
-            elif kind == "eval":
-                if "model" in event:
-                    self.final_evals[str(event["model"])] = dict(event)
-                else:
-                    step, loss = _number(event.get("step")), _number(event.get("loss"))
-                    if step is not None and loss is not None:
-                        self.eval_loss.append(step, loss)
-                changed.add("metric")
-            elif kind == "telemetry":
-                self.telemetry = dict(event)
-                changed.add("telemetry")
-            elif kind == "error":
-                self.errors.append(dict(event))
-                changed.add("error")
-            elif kind == "checkpoint":
-                changed.add("checkpoint")
-        return changed
-
-
 def _fmt(value: Any, spec: str, unit: str = "") -> str:
-    number = _number(value)
-    if number is None:
+    figure = number(value)
+    if figure is None:
         return "-"
-    if not math.isfinite(number):
+    if not math.isfinite(figure):
         return str(value)
-    return format(number, spec) + unit
+    return format(figure, spec) + unit
 
 
 def _duration(seconds: Any) -> str:
-    number = _number(seconds)
-    if number is None or not math.isfinite(number):
+    figure = number(seconds)
+    if figure is None or not math.isfinite(figure):
         return "-"
-    minutes, secs = divmod(int(number), 60)
+    minutes, secs = divmod(int(figure), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}"
 
@@ -345,6 +276,7 @@ class TrainingScreen(StepScreen):
             return
         offset = 0
         events_size = -1
+        credit = threading.Semaphore(BATCHES_IN_FLIGHT)
         log = LogFollower(run.log)
         last_state: dict[str, Any] | None = None
         next_state_at = 0.0
@@ -363,12 +295,20 @@ class TrainingScreen(StepScreen):
             except FileNotFoundError:
                 size = 0
             if size != events_size:
-                events, new_offset = read_events(run.events, offset)
+                # A chunk at a time, each batch posted only once the screen has room for it: a
+                # long history streams through, it is never all in memory (or in the queue).
+                while not worker.is_cancelled:
+                    events, new_offset = read_events(run.events, offset)
+                    if new_offset == offset:
+                        break
+                    offset = new_offset
+                    for start in range(0, len(events), BATCH):
+                        while not credit.acquire(timeout=0.2):
+                            if worker.is_cancelled:
+                                return
+                        self.post_message(EventsArrived(root, events[start : start + BATCH], credit))
                 # Only advance past complete lines, so a half-written line is read again.
-                events_size = size if new_offset == size else -1
-                offset = new_offset
-                for start in range(0, len(events), BATCH):
-                    self.post_message(EventsArrived(root, events[start : start + BATCH]))
+                events_size = size if offset == size else -1
             update = log.poll()
             if update is not None:
                 self.post_message(LogLinesRead(root, *update))
@@ -376,6 +316,7 @@ class TrainingScreen(StepScreen):
 
     @on(EventsArrived)
     def _events_arrived(self, message: EventsArrived) -> None:
+        message.credit.release()
         if message.run != self.run_root:
             return  # from a follower that was replaced by a newer one
         self._dirty |= self.view.fold(message.events)
@@ -557,7 +498,7 @@ class TrainingScreen(StepScreen):
             words.append(f"ETA {_duration(metric.get('eta_s'))}")
         self.query_one("#progress-text", Static).update(" · ".join(words))
 
-        loss = _number(metric.get("loss"))
+        loss = number(metric.get("loss"))
         loss_style = "bold red" if loss is not None and not math.isfinite(loss) else "bold"
         cells = [
             Cell("loss", _fmt(metric.get("loss"), ".4f"), loss_style),

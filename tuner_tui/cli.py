@@ -137,7 +137,7 @@ def run(
     _stop_on_sigterm(
         lambda: request_stop(run_dir.control, "stop", by=f"SIGTERM to tuner run (pid {os.getpid()})")
     )
-    raise typer.Exit(follow_run(run_dir, console))
+    raise typer.Exit(follow_run(run_dir, console, until_exited=True))
 
 
 def _stop_on_sigterm(stop: Callable[[], object]) -> None:
@@ -188,6 +188,14 @@ def runs(runs_dir: RunsDir = DEFAULT_RUNS_DIR) -> None:
         loss = f"{row['loss']:.4f}" if isinstance(row["loss"], (int, float)) else "-"
         table.add_row(row["run_id"], row["phase"], steps, loss, format_age(row.get("created")))
     console.print(table)
+    for row in rows:
+        if row.get("problem"):
+            console.print(f"{row['run_id']}: its files could not be read ({row['problem']}).")
+        elif row.get("damaged"):
+            console.print(
+                f"{row['run_id']}: {row['damaged']}; its state was rebuilt from events.jsonl and its "
+                "checkpoints (a resume writes it back)."
+            )
 
 
 @app.command()
@@ -361,7 +369,7 @@ def _follow_evaluation(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Read the evaluation's events from `offset` until its phase ends; returns the final state
     and the `error` events it wrote."""
-    from tuner_tui.runs.events import read_events
+    from tuner_tui.runs.events import iter_events, read_events
     from tuner_tui.runs.state import CRASHED, TERMINAL_PHASES, read_state
 
     errors: list[dict[str, Any]] = []
@@ -379,7 +387,7 @@ def _follow_evaluation(
         if not events:
             state = read_state(run.state)
             if state.get("phase") in TERMINAL_PHASES or state.get("phase") == CRASHED:
-                take(read_events(run.events, offset)[0])  # written after state.json
+                take(list(iter_events(run.events, offset)))  # written after state.json
                 return state, errors
             time.sleep(poll_s)
 

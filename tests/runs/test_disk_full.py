@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from tests.waiting import events_of, wait_for
 from tuner_tui.errors import EXIT_INVALID_INPUT
 from tuner_tui.runs import checkpoints, control, launcher, state
 from tuner_tui.runs.events import read_events
@@ -25,21 +26,6 @@ from tuner_tui.runs.worker import run_worker
 TUNER = [sys.executable, "-m", "tuner_tui.cli"]
 # What torch.save raises when the disk fills under it: its C++ stream writer drops the errno.
 TORCH_FULL = "[enforce fail at inline_container.cc:672] . unexpected pos 1472 vs 1366"
-
-
-def wait_for(predicate, timeout: float = 180.0, what: str = "condition") -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def events_of(run: RunDir, kind: str) -> list[dict]:
-    return [e for e in read_events(run.events)[0] if e["type"] == kind]
 
 
 def viewer_text(run: RunDir) -> tuple[int, str]:

@@ -38,7 +38,7 @@ from tests.tiny import write_recipe
 from tuner_tui.runs import checkpoints
 from tuner_tui.runs.launcher import resume_run, start_run
 from tuner_tui.runs.layout import RunDir
-from tuner_tui.runs.state import read_raw_state
+from tuner_tui.runs.state import ranks_alive, read_raw_state, worker_alive
 
 pytestmark = pytest.mark.slow
 TUNER = [sys.executable, "-m", "tuner_tui.cli"]
@@ -266,6 +266,9 @@ def test_sigterm_to_a_following_tuner_run_stops_the_run_and_follows_it_to_the_en
     assert "SIGTERM: stopping the run" in out and "Stopped at step" in out
     state = read_raw_state(run.state)
     assert state["phase"] == "stopped" and rank_steps(run) == {0: [state["step"]], 1: [state["step"]]}
+    # It returned only once the supervisor and both ranks had exited (the GPU is free for the next).
+    assert len(state["rank_pids"]) == 2
+    assert not worker_alive(state) and not ranks_alive(state)
 
 
 def test_two_nodes_on_one_machine_complete_stop_and_resume(

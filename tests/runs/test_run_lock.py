@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.waiting import wait_for
 from tuner_tui.errors import EXIT_INVALID_INPUT
 from tuner_tui.runs.events import read_events
 from tuner_tui.runs.launcher import create_run, resume_run
@@ -19,17 +20,6 @@ from tuner_tui.runs.layout import RunDir
 from tuner_tui.runs.state import LOCK_FD_ENV, TERMINAL_PHASES, RunBusy, RunLock, read_raw_state, read_state
 
 TUNER = [sys.executable, "-m", "tuner_tui.cli"]
-
-
-def wait_for(predicate, timeout: float = 180.0, what: str = "condition") -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_second_lock_is_refused_naming_the_holder(tmp_path: Path) -> None:

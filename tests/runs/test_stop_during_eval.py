@@ -9,12 +9,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.tiny import alpaca_rows, write_jsonl, write_recipe
+from tests.waiting import wait_for
 from tuner_tui.evaluation.scoring import CausalScorer, EvaluationStopped
 from tuner_tui.runs import control
 from tuner_tui.runs.events import read_events
@@ -24,16 +24,6 @@ from tuner_tui.runs.state import TERMINAL_PHASES, read_raw_state, read_state, wo
 
 TUNER = [sys.executable, "-m", "tuner_tui.cli"]
 STOP_WITHIN_S = 30.0  # generous: it takes about a second; the evaluation alone takes minutes
-
-
-def wait_for(predicate, timeout: float, what: str) -> float:
-    """Poll `predicate` until it holds; the seconds it took."""
-    start = time.monotonic()
-    while not predicate():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.05)
-    return time.monotonic() - start
 
 
 def _long_evaluation_recipe(folder: Path, tiny_assets: dict[str, Path]) -> Path:

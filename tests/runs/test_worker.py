@@ -9,15 +9,14 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
+from tests.waiting import events_of, wait_for
 from tuner_tui.recipe import load_recipe
 from tuner_tui.runs import checkpoints
-from tuner_tui.runs.events import read_events
 from tuner_tui.runs.launcher import create_run, resume_run, start_run
 from tuner_tui.runs.layout import RunDir, list_runs
 from tuner_tui.runs.state import TERMINAL_PHASES, read_raw_state, read_state, worker_alive
@@ -26,20 +25,6 @@ from tuner_tui.runs.worker import run_worker
 
 pytestmark = pytest.mark.slow
 TUNER = [sys.executable, "-m", "tuner_tui.cli"]
-
-
-def events_of(run: RunDir, kind: str | None = None) -> list[dict]:
-    events, _ = read_events(run.events)
-    return [e for e in events if kind is None or e["type"] == kind]
-
-
-def wait_for(predicate, timeout: float = 120.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def wait_for_run(runs_dir: Path, launcher: subprocess.Popen, timeout: float = 120.0) -> RunDir:
@@ -238,9 +223,16 @@ def test_two_runs_are_bit_identical_and_sigkill_resume_matches(reference, tmp_pa
     wait_for(lambda: any(c["step"] >= 8 for c in events_of(run, "checkpoint")), what="checkpoint 8")
     os.kill(read_raw_state(run.state)["pid"], signal.SIGKILL)
     assert wait_until_done(run, timeout=10)["phase"] == "crashed"
+    # state.json lost as well: the events, the checkpoints and the lock still tell the run's state.
+    run.state.unlink()
+    rebuilt = read_state(run.state)
+    assert rebuilt["phase"] == "crashed" and rebuilt["recorded_phase"] == "training"
+    assert rebuilt["step"] >= 8 and rebuilt["damaged"] == "state.json missing"
     resume_run(run.root)
     assert wait_until_done(run)["phase"] == "completed"
-    assert any("Resuming from checkpoint-" in e.get("message", "") for e in events_of(run, "log"))
+    logs = [e.get("message", "") for e in events_of(run, "log")]
+    assert any("state.json was missing: rebuilt from events.jsonl" in m for m in logs)
+    assert any("Resuming from checkpoint-" in m for m in logs)
     assert_same_tensors(adapter_tensors(run.adapter), reference["adapter"])
 
 

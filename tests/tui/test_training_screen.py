@@ -27,11 +27,11 @@ from tuner_tui.runs.layout import RunDir
 from tuner_tui.runs.state import TERMINAL_PHASES, process_start_time, read_state, write_state
 from tuner_tui.screens.confirm import ConfirmModal
 from tuner_tui.screens.training import TrainingScreen
+from tuner_tui.views.series import MAX_PLOT_POINTS, Series
 from tuner_tui.widgets.checkpoint_list import CheckpointList
 from tuner_tui.widgets.gauges import GaugePanel, MetricCells
 from tuner_tui.widgets.log_tail import LogTail, is_noise, read_tail
 from tuner_tui.widgets.run_charts import MetricChart
-from tuner_tui.widgets.series import MAX_PLOT_POINTS, Series
 
 SIZE = (100, 32)
 GIB = 1024**3
@@ -157,7 +157,7 @@ async def test_replay_of_a_finished_run_shows_where_it_ended(tmp_path: Path) -> 
         stats = text_of(app, "#stats")
         assert "tuned model: loss 1.1000, accuracy 0.8000" in stats
 
-        # Every loss point is kept and charted (40 points: no decimation needed).
+        # Every loss point is charted (40 points: no decimation needed).
         assert len(screen.view.loss) == 40
         train, evals = screen.query_one("#loss-chart", MetricChart).traces
         assert list(train.xs) == list(range(1, 41))
@@ -415,7 +415,7 @@ async def test_start_with_a_draft_that_has_problems_lists_them(tmp_path: Path) -
 # --- series decimation and log tail (the pieces that keep the UI fast) ---------------------------
 
 
-def test_series_keeps_every_point_and_plots_a_bounded_summary() -> None:
+def test_series_counts_every_point_and_keeps_a_bounded_summary() -> None:
     series = Series()
     for step in range(1, 100_001):
         series.append(step, 1.0 + (step % 97) / 97)
@@ -543,11 +543,11 @@ async def test_start_quit_and_reattach_to_a_real_run(tiny_recipe, tmp_path: Path
     async with again.run_test(size=SIZE) as pilot:
         screen = screen_of(again)
         await wait_for(pilot, lambda: len(screen.view.loss) >= seen_before_quit, what="the replayed history")
-        assert screen.view.loss.xs[:seen_before_quit] == list(range(1, seen_before_quit + 1))
+        assert screen.view.loss.plot_points()[0][:seen_before_quit] == list(range(1, seen_before_quit + 1))
         await wait_for(pilot, lambda: screen.phase in TERMINAL_PHASES, timeout=90, what="the run to end")
         await pilot.pause(REDRAW_GRACE)
         assert screen.phase == "completed", run.log.read_text()[-2000:]
-        assert screen.view.loss.xs == list(range(1, 41))  # live updates arrived, none dropped
+        assert screen.view.loss.plot_points()[0] == list(range(1, 41))  # live updates arrived, none dropped
         assert "step 40/40" in progress_text(again)
         assert [c.step for c in screen.query_one(CheckpointList).kept] == [30, 40]
         log = screen.query_one(LogTail)

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from tuner_tui.data import pii
 from tuner_tui.data.dedup import MinHasher, exact_keys, first_occurrences, near_duplicates
 from tuner_tui.data.formats import REQUIRED_ROLES, Detection
-from tuner_tui.data.ops import validate_step
+from tuner_tui.data.ops import UNLABELED_OP, validate_step
 from tuner_tui.data.report import _TokenCounter, find_label_conflicts, snippet
 from tuner_tui.data.text import arrow_batches, as_text, identity_text, map_strings, row_text, text_columns
 from tuner_tui.errors import TunerError
@@ -303,6 +303,37 @@ def apply_cleaning(
         report.rows_after = len(dataset)
         reports.append(report)
     return dataset, reports
+
+
+def drop_unlabeled(dataset: Dataset, detection: Detection) -> tuple[Dataset, StepReport | None]:
+    """Classification rows whose label is missing or blank, dropped; the report (None when every
+    row has a label) says how many, so the run's log and `tuner inspect` can say so."""
+    column = detection.fields.get("label")
+    if detection.format != "classification" or column not in dataset.column_names:
+        return dataset, None
+    keep_batches = [~_blank(table.column(column)) for table in arrow_batches(dataset)]
+    missing = int(sum((~keep).sum() for keep in keep_batches))
+    if missing == 0:
+        return dataset, None
+    report = StepReport(
+        op=UNLABELED_OP,
+        params={},
+        rows_before=len(dataset),
+        rows_after=len(dataset) - missing,
+        details={"automatic": True, "column": column, "missing": missing},
+    )
+    report.examples = _dropped_examples(dataset, np.concatenate(keep_batches), detection)
+    return _filter(dataset, keep_batches), report
+
+
+def unlabeled_message(report: StepReport) -> str:
+    """The warning for a `drop_unlabeled` report: how many, which column, and what to do."""
+    column, missing = report.details["column"], report.details["missing"]
+    return (
+        f"{missing} of {report.rows_before} rows have no value in the label column '{column}': they "
+        f"were dropped (recorded as step '{UNLABELED_OP}'), leaving {report.rows_after}. Fill in "
+        f"their labels, or add [[data.cleaning]] op = 'drop_empty' to drop them on purpose."
+    )
 
 
 def _feed(hasher: Any, array: pa.Array) -> None:

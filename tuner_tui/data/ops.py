@@ -125,6 +125,10 @@ OPS: tuple[Op, ...] = (
 )
 """Every op the engine runs, in the order the wizard offers them."""
 
+UNLABELED_OP = "drop_unlabeled"
+"""Not an op a recipe names: the step the pipeline records when it drops classification rows
+without a label (an empty label would otherwise become a class named "None" or "")."""
+
 OPS_BY_NAME: dict[str, Op] = {op.name: op for op in OPS}
 
 UNAVAILABLE_OPS: dict[str, str] = {

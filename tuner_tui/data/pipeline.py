@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuner_tui.data.clean import StepReport, apply_cleaning, content_fingerprint
+from tuner_tui.data.clean import StepReport, apply_cleaning, content_fingerprint, drop_unlabeled
 from tuner_tui.data.formats import Detection, resolve_format
 from tuner_tui.data.load import LoadInfo, load_data
 from tuner_tui.data.split import split_dataset
@@ -64,6 +64,9 @@ def load_splits(recipe: Recipe, base_dir: Path | None = None, tokenizer: Any = N
     detection = resolve_format(recipe.data.format, recipe.data.fields, dataset.column_names, sample)
     check_task_fits(detection, recipe.model.task)
     cleaned, reports = apply_cleaning(dataset, recipe.data.cleaning, detection, tokenizer=tokenizer)
+    cleaned, unlabeled = drop_unlabeled(cleaned, detection)
+    if unlabeled is not None:
+        reports.append(unlabeled)
     if len(cleaned) == 0:
         steps = ", ".join(f"{r.op} ({r.rows_before} -> {r.rows_after})" for r in reports)
         raise TunerError(f"The [[data.cleaning]] steps removed every row: {steps}. Loosen them.")

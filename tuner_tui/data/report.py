@@ -26,6 +26,7 @@ from tuner_tui.data.dedup import (
 )
 from tuner_tui.data.formats import TRAINABLE_FORMATS, Detection, resolve_format, to_messages
 from tuner_tui.data.load import SPLIT_COLUMN, LoadInfo, load_data
+from tuner_tui.data.ops import UNLABELED_OP
 from tuner_tui.data.text import arrow_batches, as_text, identity_text, row_text, text_columns, word_counts
 
 if TYPE_CHECKING:
@@ -345,7 +346,8 @@ def inspect_dataset(
                 empty_turns += sum(_empty_elements(chunk) for chunk in column.chunks)
         if label_col:
             for item in pc.value_counts(table.column(label_col)).to_pylist():
-                labels[str(item["values"])] += item["counts"]
+                if item["values"] is not None and str(item["values"]).strip():  # unlabeled: counted apart
+                    labels[str(item["values"])] += item["counts"]
             text_keys.append(exact_keys(identity_text(table, content_cols)))
             label_parts.append(label_codes(table.column(label_col), label_vocab))
         for _, text, hits in pii.scan(texts):
@@ -391,6 +393,13 @@ def inspect_dataset(
             )
     imbalance = None
     if label_col:
+        unlabeled = sum(field_counts.get("label", {}).values())
+        if unlabeled:
+            warnings.append(
+                f"{unlabeled:,} of {rows:,} rows have no value in the label column '{label_col}': "
+                f"training drops them (recorded as step '{UNLABELED_OP}'). Fill in their labels, or "
+                "add the cleaning step drop_empty to drop them on purpose."
+            )
         if len(labels) < 2:
             warnings.append(
                 f"The label column '{label_col}' has {len(labels)} distinct value(s): "

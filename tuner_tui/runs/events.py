@@ -120,16 +120,29 @@ def _repair_and_last_seq(path: Path) -> int:
     return 0
 
 
-def read_events(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-    """Complete events from byte `offset` on, and the offset just after the last one read.
+READ_CHUNK_BYTES = 1 << 20
+"""Most bytes one `read_events` call takes in (plus the rest of a line longer than that): a
+reader of a long run holds one chunk of it at a time, never the whole file."""
+
+
+def read_events(
+    path: Path, offset: int = 0, max_bytes: int = READ_CHUNK_BYTES
+) -> tuple[list[dict[str, Any]], int]:
+    """Complete events from byte `offset` on (about `max_bytes` of them), and the offset just after
+    the last one read; call again from there for the next ones (`iter_events` does).
 
     A last line without its newline is being written (or was torn): it is left for the next call.
-    A line that is not valid JSON is skipped.
+    A line that is not valid JSON, or is JSON but not an object, is skipped.
     """
     try:
         with open(path, "rb") as f:
             f.seek(offset)
-            data = f.read()
+            data = f.read(max_bytes)
+            while data and b"\n" not in data:  # one line longer than a chunk: read to its end
+                more = f.read(max_bytes)
+                if not more:
+                    break
+                data += more
     except FileNotFoundError:
         return [], offset
     end = data.rfind(b"\n")
@@ -140,10 +153,22 @@ def read_events(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]
         if not line.strip():
             continue
         try:
-            events.append(json.loads(line))
+            event = json.loads(line)
         except ValueError:
             continue
+        if isinstance(event, dict):
+            events.append(event)
     return events, offset + end + 1
+
+
+def iter_events(path: Path, offset: int = 0) -> Iterator[dict[str, Any]]:
+    """Every complete event from byte `offset` to the current end of the file, a chunk at a time."""
+    while True:
+        events, next_offset = read_events(path, offset)
+        if next_offset == offset:
+            return
+        yield from events
+        offset = next_offset
 
 
 def follow_events(
@@ -158,12 +183,16 @@ def follow_events(
     Yields an empty list on each idle poll so the caller can refresh or decide to stop.
     """
     while True:
+        start = offset
         events, offset = read_events(path, offset)
         yield events
         if should_stop():
-            events, offset = read_events(path, offset)
-            if events:
-                yield events
-            return
-        if not events:
+            while True:
+                events, next_offset = read_events(path, offset)
+                if next_offset == offset:
+                    return
+                offset = next_offset
+                if events:
+                    yield events
+        if offset == start:  # caught up (or a line is half-written): wait for more
             time.sleep(poll_s)

@@ -24,12 +24,13 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tuner_tui.errors import TunerError
 from tuner_tui.paths import absolute_if_local
 from tuner_tui.preflight import check_runnable, preflight_problems
 from tuner_tui.recipe import Recipe, RecipeError, read_recipe, save_recipe
-from tuner_tui.runs import checkpoints, control
+from tuner_tui.runs import checkpoints, control, rebuild
 from tuner_tui.runs.events import EventWriter, now_iso
 from tuner_tui.runs.layout import RunDir, new_run_id
 from tuner_tui.runs.ranks import check_strategy
@@ -41,6 +42,7 @@ from tuner_tui.runs.state import (
     DiskFull,
     DiskFullError,
     RunLock,
+    atomic_write_json,
     disk_full,
     format_bytes,
     free_bytes,
@@ -230,7 +232,11 @@ def start_run(recipe_path: Path, runs_dir: Path, placement: Placement = LOCAL) -
     """
     try:
         run = create_run(recipe_path, runs_dir, placement)
-        spawn_worker(run)
+        try:
+            spawn_worker(run)
+        except BaseException as exc:  # no worker: the run must not read `queued` while we live
+            write_state(run.state, phase="failed", error={"kind": "start", "message": str(exc)})
+            raise
     except OSError as exc:
         full = disk_full(exc, Path(runs_dir))
         if full is None:
@@ -277,6 +283,7 @@ def create_run(recipe_path: Path, runs_dir: Path, placement: Placement = LOCAL) 
             step=0,
             created=now_iso(),
             recipe_hash=recipe_hash,
+            **_launcher_holds(),
         )
         with EventWriter(staging.events) as events:
             events.emit("status", phase="queued", run_id=run.run_id)
@@ -289,6 +296,15 @@ def create_run(recipe_path: Path, runs_dir: Path, placement: Placement = LOCAL) 
     else:
         raise TunerError(f"Could not create a new run directory under {runs_dir}.")
     return run
+
+
+def _launcher_holds() -> dict[str, Any]:
+    """state.json's pid fields naming this process: a queued run stands for the launcher that is
+    about to start its worker (spawn_worker then names the worker). Without them a viewer would
+    read the run as `crashed` until the worker's pid is written; with them, a launcher that dies
+    before it starts the worker leaves a run that reads `crashed`, as it is."""
+    me = os.getpid()
+    return {"pid": me, "pid_started": process_start_time(me), "host": socket.gethostname()}
 
 
 def _wait_for_exit(state: dict, run: RunDir, timeout_s: float = 30.0) -> None:
@@ -369,7 +385,21 @@ def _check_room(run: RunDir) -> None:
 
 
 def _resume_locked(run: RunDir, placement: Placement, lock: RunLock) -> None:
-    state = read_raw_state(run.state)
+    damage = rebuild.state_damage(run.state)
+    if damage is None:
+        state = read_raw_state(run.state)
+    else:  # lost or damaged: what it held is in the events and checkpoints
+        state = rebuild.rebuild_state(run.root)
+        state.pop("pid", None)  # the lock's last holder: this process, which holds it now
+        state.pop("host", None)
+        atomic_write_json(run.state, {**state, "updated": now_iso()})
+        with EventWriter(run.events) as events:
+            events.emit(
+                "log",
+                level="warning",
+                message=f"state.json was {damage}: rebuilt from events.jsonl and the checkpoints "
+                f"(phase {state['phase']}, step {state['step']}).",
+            )
     if state.get("phase") == "completed":
         raise TunerError(f"The run {run.root} already completed; nothing to resume. Start a new run instead.")
     if state.get("phase") not in TERMINAL_PHASES and worker_alive(state):
@@ -391,7 +421,7 @@ def _resume_locked(run: RunDir, placement: Placement, lock: RunLock) -> None:
         save_recipe(recipe, run.recipe, document)
     for request in control.REQUESTS:  # asked of the last attempt, not of this one
         control.consume(run.control, request)
-    write_state(run.state, phase="queued", resumes=int(state.get("resumes", 0)) + 1)
+    write_state(run.state, phase="queued", resumes=int(state.get("resumes", 0)) + 1, **_launcher_holds())
     with EventWriter(run.events) as events:
         events.emit("status", phase="queued", resume=True)
     spawn_worker(run, lock)

@@ -69,12 +69,18 @@ class RunDir:
                 f"{path} is not a run directory (it does not exist). List runs with `tuner runs`."
             )
         run = cls(root)
-        if not run.recipe.exists() or not run.state.exists():
+        if not run.looks_like_a_run():
             raise TunerError(
-                f"{path} is not a run directory: it has no recipe.toml/state.json. Pass the "
-                "folder that `tuner run` printed (under runs/), or list runs with `tuner runs`."
+                f"{path} is not a run directory: it has no recipe.toml with events.jsonl or "
+                "state.json. Pass the folder that `tuner run` printed (under runs/), or list runs "
+                "with `tuner runs`."
             )
         return run
+
+    def looks_like_a_run(self) -> bool:
+        """The frozen recipe and a record of the run (state.json, or events.jsonl when state.json
+        was lost: state is rebuilt from the events)."""
+        return self.recipe.is_file() and (self.state.exists() or self.events.exists())
 
 
 def new_run_id(project_name: str, recipe_hash: str, when: datetime | None = None) -> str:
@@ -101,31 +107,43 @@ def list_runs(runs_dir: Path) -> list[dict[str, Any]]:
     """Summaries of the runs under `runs_dir`, newest first: id, path, phase, step, loss, updated.
 
     Hidden entries are not runs: `.staging-*` is a run being created (renamed into place once
-    complete, see launcher.create_run), `.nodes` holds the logs of nodes joining a run."""
+    complete, see launcher.create_run), `.nodes` holds the logs of nodes joining a run. One run
+    whose files cannot be read is listed as `unreadable` with the reason, and the others as usual."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         return []
     rows = []
     for path in runs_dir.iterdir():
         run = RunDir(path)
-        if path.name.startswith(".") or not run.state.exists():  # hidden, or not a run
+        if path.name.startswith(".") or not run.looks_like_a_run():  # hidden, or not a run
             continue
-        state = read_state(run.state)
-        metric = last_metric(run)
-        rows.append(
-            {
-                "run_id": run.run_id,
-                "path": str(path),
-                "phase": state.get("phase", "unknown"),
-                "step": state.get("step", 0),
-                "max_steps": state.get("max_steps"),
-                "loss": metric.get("loss") if metric else None,
-                "created": state.get("created"),
-                "updated": state.get("updated"),
-            }
-        )
+        try:
+            rows.append(_summary(run))
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            rows.append(
+                {"run_id": run.run_id, "path": str(path), "phase": "unreadable", "step": 0,
+                 "max_steps": None, "loss": None, "created": None, "updated": None,
+                 "problem": f"{type(exc).__name__}: {exc}"}
+            )  # fmt: skip
     rows.sort(key=lambda r: r.get("created") or "", reverse=True)
     return rows
+
+
+def _summary(run: RunDir) -> dict[str, Any]:
+    state = read_state(run.state)
+    metric = last_metric(run)
+    loss = metric.get("loss") if metric else None
+    return {
+        "run_id": run.run_id,
+        "path": str(run.root),
+        "phase": str(state.get("phase", "unknown")),
+        "step": state.get("step") if isinstance(state.get("step"), int) else 0,
+        "max_steps": state.get("max_steps") if isinstance(state.get("max_steps"), int) else None,
+        "loss": loss if isinstance(loss, (int, float)) else None,
+        "created": state.get("created") if isinstance(state.get("created"), str) else None,
+        "updated": state.get("updated"),
+        "damaged": state.get("damaged"),
+    }
 
 
 def format_age(iso: str | None, now: float | None = None) -> str:
@@ -135,9 +153,11 @@ def format_age(iso: str | None, now: float | None = None) -> str:
 
     if not iso:
         return "-"
-    seconds = (now if now is not None else time.time()) - datetime.fromisoformat(
-        iso.replace("Z", "+00:00")
-    ).timestamp()
+    try:
+        stamp = datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    except (ValueError, AttributeError):  # a hand-edited state.json
+        return "-"
+    seconds = (now if now is not None else time.time()) - stamp
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{seconds / size:.0f}{unit}"

@@ -60,10 +60,12 @@ def write_state(path: Path, **fields: Any) -> dict[str, Any]:
 
 
 def read_raw_state(path: Path) -> dict[str, Any]:
+    """state.json's object as written; {} when it is missing or damaged (see `read_state`)."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):
+        state = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return {}
+    return state if isinstance(state, dict) else {}
 
 
 def _this_host() -> str:
@@ -112,8 +114,18 @@ def ranks_alive(state: dict[str, Any]) -> bool:
 
 
 def read_state(path: Path) -> dict[str, Any]:
-    """state.json as a viewer should see it: an active phase with a dead worker is `crashed`."""
-    state = read_raw_state(path)
+    """state.json as a viewer should see it: an active phase with a dead worker is `crashed`.
+
+    A missing or damaged state.json is rebuilt from the run's events, checkpoints and lock (see
+    runs/rebuild.py); `damaged` then says what was wrong with it."""
+    from tuner_tui.runs import rebuild
+
+    damage = rebuild.state_damage(path)
+    if damage is None:
+        state = read_raw_state(path)
+    else:
+        state = rebuild.rebuild_state(Path(path).parent)
+        state["damaged"] = f"state.json {damage}"
     if state.get("phase") in ACTIVE_PHASES and not (worker_alive(state) or ranks_alive(state)):
         state["recorded_phase"] = state["phase"]
         state["phase"] = CRASHED

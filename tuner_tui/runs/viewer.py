@@ -19,7 +19,14 @@ from rich.text import Text
 from tuner_tui.errors import EXIT_OK, EXIT_RUN_FAILED
 from tuner_tui.runs.events import read_events
 from tuner_tui.runs.layout import RunDir
-from tuner_tui.runs.state import CRASHED, TERMINAL_PHASES, read_state
+from tuner_tui.runs.state import (
+    CRASHED,
+    TERMINAL_PHASES,
+    ranks_alive,
+    read_raw_state,
+    read_state,
+    worker_alive,
+)
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -36,10 +43,14 @@ def describe_metric(event: dict[str, Any]) -> str:
     )
 
 
-def follow_run(run: RunDir, console: Console | None = None, poll_s: float = 0.25) -> int:
+def follow_run(
+    run: RunDir, console: Console | None = None, poll_s: float = 0.25, until_exited: bool = False
+) -> int:
     """Show the run until it ends; returns 0 when completed or stopped, 1 when it failed.
 
-    Ctrl-C detaches the viewer only.
+    With `until_exited` (the `tuner run` that started it), return only once the worker and its
+    ranks have exited too: a run's last event comes before its processes free the GPU, and the
+    next command of a script may need it. Ctrl-C detaches the viewer only.
     """
     console = console or Console()
     progress = Progress(
@@ -67,7 +78,10 @@ def follow_run(run: RunDir, console: Console | None = None, poll_s: float = 0.25
                         events, offset = read_events(run.events, offset)
                         for event in events:
                             _show(event, progress, task, metric_line)
-                        return _finish(run, state, progress, task)
+                        code = _finish(run, state, progress, task)
+                        if until_exited:
+                            _wait_for_processes(run, progress.console)
+                        return code
                     time.sleep(poll_s)
     except KeyboardInterrupt:
         console.print(
@@ -79,6 +93,22 @@ def follow_run(run: RunDir, console: Console | None = None, poll_s: float = 0.25
             )
         )
         return EXIT_OK
+
+
+def _wait_for_processes(run: RunDir, console: Console, timeout_s: float = 120.0) -> None:
+    """Until the run's worker (or supervisor) and its ranks on this machine have exited."""
+    state = read_raw_state(run.state)
+    start = time.monotonic()
+    said = False
+    while worker_alive(state) or ranks_alive(state):
+        waited = time.monotonic() - start
+        if waited > timeout_s:
+            console.print(Text(f"Its processes are still exiting after {timeout_s:.0f} s."))
+            return
+        if waited > 2.0 and not said:
+            console.print(Text("Waiting for the run's processes to exit...", style="dim"))
+            said = True
+        time.sleep(0.05)
 
 
 def _stamped(event: dict[str, Any], *parts: str | tuple[str, str]) -> Text:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tuner_tui.data.clean import unlabeled_message
+from tuner_tui.data.ops import UNLABELED_OP
 from tuner_tui.errors import TunerError
 from tuner_tui.modeling.loading import load_model, load_tokenizer, parameter_counts
 from tuner_tui.modeling.methods import build_method
@@ -203,10 +205,13 @@ def train(
         data = prepare_data(recipe, tokenizer)
     if data.source is not None:
         for step in data.source.cleaning:
+            automatic = step.op == UNLABELED_OP
             events.emit(
                 "log",
-                level="info",
-                message=f"Cleaning {step.op}: {step.rows_before} -> {step.rows_after} rows"
+                level="warning" if automatic else "info",
+                message=unlabeled_message(step)
+                if automatic
+                else f"Cleaning {step.op}: {step.rows_before} -> {step.rows_after} rows"
                 + (f", {step.changed_rows} changed" if step.changed_rows else ""),
                 cleaning=step.to_json(),
             )

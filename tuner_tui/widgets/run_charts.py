@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from textual_plotext import PlotextPlot
 
-from tuner_tui.widgets.series import Trace
+from tuner_tui.views.series import Trace
 
 
 class MetricChart(PlotextPlot):

@@ -1,10 +1,12 @@
-"""Metric series of a run: every point kept, at most a few hundred handed to a chart.
+"""Metric series of a run: every point counted, a fixed-size summary kept for the chart.
 
-A long run logs tens of thousands of loss values. Plotting all of them on every redraw would
-cost the event loop more than a terminal can show (a chart is ~100 cells wide), so each
-series keeps a running min/max summary alongside its full data: appending is O(1), and the
-summary has a fixed size however long the run gets. Min and max (rather than every n-th
-point) keep loss spikes visible after decimation.
+A long run logs millions of loss values. Keeping them all would cost a viewer memory in
+proportion to the run (a million points in Python lists: hundreds of MB), and plotting them
+all would cost the event loop more than a terminal can show (a chart is ~100 cells wide). So a
+series keeps only a running min/max summary: appending is O(1), and the summary has a fixed
+size however long the run gets. Min and max (rather than every n-th point) keep loss spikes
+visible after decimation; under `max_points` points nothing is merged, so a short run is
+charted point for point.
 """
 
 from __future__ import annotations
@@ -18,16 +20,16 @@ MAX_PLOT_POINTS = 500
 
 
 class Series:
-    """A metric over steps: all of its points, plus a fixed-size min/max summary for plotting.
+    """A metric over steps: how many points, the last one, and a fixed-size min/max summary.
 
-    Non-finite values (a diverged loss, written as "nan" in events.jsonl) are kept in the data
-    but left out of the summary: plotext cannot place them, and the dashboard reports them in
-    words instead.
+    Non-finite values (a diverged loss, written as "nan" in events.jsonl) count, and can be the
+    last value, but are left out of the summary: plotext cannot place them, and the dashboard
+    reports them in words instead.
     """
 
     def __init__(self, max_points: int = MAX_PLOT_POINTS) -> None:
-        self.xs: list[float] = []
-        self.ys: list[float] = []
+        self._count = 0
+        self._last: float | None = None
         # Each bucket is [x_min_point, y_min, x_max_point, y_max, count]; a bucket covers
         # `_span` finite points, and two neighbours merge when there are too many buckets.
         self._max_buckets = max(1, max_points // 2)
@@ -35,12 +37,12 @@ class Series:
         self._buckets: list[list[float]] = []
 
     def __len__(self) -> int:
-        return len(self.xs)
+        return self._count
 
     def append(self, x: float, y: float) -> None:
-        """Add a point (never dropped)."""
-        self.xs.append(x)
-        self.ys.append(y)
+        """Count a point and fold it into the summary."""
+        self._count += 1
+        self._last = y
         if not math.isfinite(y):
             return
         last = self._buckets[-1] if self._buckets else None
@@ -83,7 +85,7 @@ class Series:
 
     @property
     def last(self) -> float | None:
-        return self.ys[-1] if self.ys else None
+        return self._last
 
 
 @dataclass(frozen=True)
