@@ -28,7 +28,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, DataTable, Input, Label, LoadingIndicator, Select, Static
-from textual.worker import get_current_worker
+from textual.worker import Worker, get_current_worker
 
 from tuner_tui.data.formats import DEFAULT_FIELDS  # stdlib only: safe at start-up
 from tuner_tui.errors import TunerError
@@ -41,9 +41,9 @@ from tuner_tui.widgets.path_input import PathSuggester
 from tuner_tui.widgets.recipe_form import EchoGuard, RecipeForm
 
 if TYPE_CHECKING:
-    from tuner_tui.app import Draft
     from tuner_tui.data.report import DataReport
     from tuner_tui.recipe import ModelConfig
+    from tuner_tui.views.draft import Draft
 
 PREVIEW_ROWS = 50
 """Rows loaded into the preview table; the rest stay on disk (memory-mapped)."""
@@ -186,6 +186,8 @@ class DataScreen(StepScreen):
     def __init__(self) -> None:
         super().__init__()
         self._job = 0
+        self._data_stage = "load"
+        """What the data worker is doing ('load', 'inspect'): its failure is worded after it."""
         """Number of the current worker job; messages from older jobs are stale."""
         self._dataset: Any = None
         self._loaded: tuple[str, Path] | None = None
@@ -427,6 +429,8 @@ class DataScreen(StepScreen):
         role = event.select.name
         if draft is None or role is None:
             return
+        if role not in self._shown_columns or not event.select.is_attached:
+            return  # from a mapping redrawn since (another format): no longer what is shown
         fields = dict(draft.recipe.data.fields)
         if event.value == self._shown_columns.get(role):
             return  # a Select reports its first value when mounted: not an edit
@@ -517,7 +521,13 @@ class DataScreen(StepScreen):
 
     # --- workers (threads: no widget access, only post_message) -----------------------------------
 
-    @work(thread=True, exclusive=True, group="data", description="Load and inspect the data")
+    @work(
+        thread=True,
+        exit_on_error=False,
+        exclusive=True,
+        group="data",
+        description="Load and inspect the data",
+    )
     def _profile_dataset(
         self,
         job: int,
@@ -531,61 +541,56 @@ class DataScreen(StepScreen):
         loaded: tuple[TokenizerKey, Any, str] | None,
     ) -> None:
         worker = get_current_worker()
-        stage = "load"
-        try:
-            from tuner_tui.data.formats import detect_format
-            from tuner_tui.data.load import load_data
-            from tuner_tui.data.report import inspect_dataset
-            from tuner_tui.recipe import DataConfig
+        self._data_stage = "load"
+        from tuner_tui.data.formats import detect_format
+        from tuner_tui.data.load import load_data
+        from tuner_tui.data.report import inspect_dataset
+        from tuner_tui.recipe import DataConfig
 
-            if dataset is None:
-                self.post_message(DataStageReached(job, f"Loading {path}…"))
-                dataset, info = load_data(path, base)
-                load = info.to_json()
-                if worker.is_cancelled:
-                    return
-                preview = dataset.select(range(min(PREVIEW_ROWS, len(dataset)))).to_list()
-                try:
-                    found = detect_format(dataset.column_names, preview[:20])
-                    detected = {"format": found.format, "fields": found.fields, "evidence": found.evidence}
-                except TunerError:
-                    detected = None
-                self.post_message(
-                    DataLoaded(
-                        job, path, dataset, dataset.column_names, len(dataset), preview, detected, load
-                    )
-                )
-            stage = "inspect"
-            key = tokenizer_key(model, base)
-            if loaded is not None and loaded[0] == key:
-                tokenizer = loaded[1]
-            else:
-                self.post_message(DataStageReached(job, f"Loading the tokenizer of {model.name_or_path}…"))
-                with _TOKENIZER_LOCK:
-                    tokenizer, note = load_counting_tokenizer(model, base)
-                self.post_message(TokenizerLoaded(job, key, tokenizer, note))
-            self.post_message(DataStageReached(job, f"Inspecting {len(dataset):,} rows…"))
-            with tokenizer_in_use(tokenizer):
-                if worker.is_cancelled:
-                    return
-                report = inspect_dataset(
-                    dataset,
-                    recipe_data=DataConfig(path=path, format=fmt, fields=fields),
-                    tokenizer=tokenizer,
-                    max_length=max_length,
-                )
-        except TunerError as error:
-            if not worker.is_cancelled:
-                self.post_message(DataFailed(job, stage, str(error)))
-            return
-        except Exception as error:  # noqa: BLE001 - a bad file must read as a message, never a traceback
-            if not worker.is_cancelled:
-                self.post_message(DataFailed(job, stage, f"{type(error).__name__}: {error}"))
-            return
+        if dataset is None:
+            self.post_message(DataStageReached(job, f"Loading {path}…"))
+            dataset, info = load_data(path, base)
+            load = info.to_json()
+            if worker.is_cancelled:
+                return
+            preview = dataset.select(range(min(PREVIEW_ROWS, len(dataset)))).to_list()
+            try:
+                found = detect_format(dataset.column_names, preview[:20])
+                detected = {"format": found.format, "fields": found.fields, "evidence": found.evidence}
+            except TunerError:
+                detected = None
+            self.post_message(
+                DataLoaded(job, path, dataset, dataset.column_names, len(dataset), preview, detected, load)
+            )
+        self._data_stage = "inspect"
+        key = tokenizer_key(model, base)
+        if loaded is not None and loaded[0] == key:
+            tokenizer = loaded[1]
+        else:
+            self.post_message(DataStageReached(job, f"Loading the tokenizer of {model.name_or_path}…"))
+            with _TOKENIZER_LOCK:
+                tokenizer, note = load_counting_tokenizer(model, base)
+            self.post_message(TokenizerLoaded(job, key, tokenizer, note))
+        self.post_message(DataStageReached(job, f"Inspecting {len(dataset):,} rows…"))
+        with tokenizer_in_use(tokenizer):
+            if worker.is_cancelled:
+                return
+            report = inspect_dataset(
+                dataset,
+                recipe_data=DataConfig(path=path, format=fmt, fields=fields),
+                tokenizer=tokenizer,
+                max_length=max_length,
+            )
         if not worker.is_cancelled:
             self.post_message(DatasetProfiled(job, report))
 
-    @work(thread=True, exclusive=True, group="data", description="Preview the cleaning steps")
+    @work(
+        thread=True,
+        exit_on_error=False,
+        exclusive=True,
+        group="data",
+        description="Preview the cleaning steps",
+    )
     def _clean(
         self,
         job: int,
@@ -596,35 +601,33 @@ class DataScreen(StepScreen):
         tokenizer: Any,
     ) -> None:
         worker = get_current_worker()
-        try:
-            from tuner_tui.data.clean import apply_cleaning, validate_step
-            from tuner_tui.data.formats import resolve_format
+        from tuner_tui.data.clean import apply_cleaning, validate_step
+        from tuner_tui.data.formats import resolve_format
 
-            for i, step in enumerate(steps):
-                validate_step(i, step)  # every step is checked before any runs, as in training
-            sample = dataset.select(range(min(20, len(dataset)))).to_list()
-            detection = resolve_format(fmt, fields, dataset.column_names, sample)
-            rows_before = len(dataset)
-            reports = []
-            for i, step in enumerate(steps):
-                self.post_message(
-                    DataStageReached(job, f"Cleaning: step {i + 1} of {len(steps)}, {step['op']}…")
-                )
-                with tokenizer_in_use(tokenizer):
-                    if worker.is_cancelled:
-                        return
-                    dataset, (report,) = apply_cleaning(dataset, [step], detection, tokenizer=tokenizer)
-                reports.append(report.to_json())
-        except TunerError as error:
-            if not worker.is_cancelled:
-                self.post_message(DataFailed(job, "clean", str(error)))
-            return
-        except Exception as error:  # noqa: BLE001 - shown as a message, never a traceback
-            if not worker.is_cancelled:
-                self.post_message(DataFailed(job, "clean", f"{type(error).__name__}: {error}"))
-            return
+        for i, step in enumerate(steps):
+            validate_step(i, step)  # every step is checked before any runs, as in training
+        sample = dataset.select(range(min(20, len(dataset)))).to_list()
+        detection = resolve_format(fmt, fields, dataset.column_names, sample)
+        rows_before = len(dataset)
+        reports = []
+        for i, step in enumerate(steps):
+            self.post_message(DataStageReached(job, f"Cleaning: step {i + 1} of {len(steps)}, {step['op']}…"))
+            with tokenizer_in_use(tokenizer):
+                if worker.is_cancelled:
+                    return
+                dataset, (report,) = apply_cleaning(dataset, [step], detection, tokenizer=tokenizer)
+            reports.append(report.to_json())
         if not worker.is_cancelled:
             self.post_message(CleaningPreviewed(job, reports, rows_before, len(dataset)))
+
+    def worker_failed(self, worker: Worker[Any], message: str) -> None:
+        # A bad file, a format that does not fit, a cleaning step that fails: said on the step.
+        if worker.name == "_clean":
+            self._failed(DataFailed(self._job, "clean", message))
+        elif worker.name == "_profile_dataset":
+            self._failed(DataFailed(self._job, self._data_stage, message))
+        else:
+            super().worker_failed(worker, message)
 
     # --- worker messages -------------------------------------------------------------------------
 

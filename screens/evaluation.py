@@ -30,7 +30,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, DataTable, Select, Static
-from textual.worker import get_current_worker
+from textual.worker import Worker, get_current_worker
 
 from tuner_tui.evaluation.bias.report import PARTS as BIAS_PARTS
 from tuner_tui.evaluation.bias.report import key_numbers, part_headline
@@ -42,7 +42,7 @@ from tuner_tui.views.fields import SPECS
 from tuner_tui.widgets.recipe_form import RecipeForm
 
 if TYPE_CHECKING:
-    from tuner_tui.app import Draft
+    from tuner_tui.views.draft import Draft
 
 EVALUATION_KEYS = tuple(k for k in SPECS if k.startswith("evaluation."))
 BIAS_KEYS = tuple(k for k in SPECS if k.startswith("bias."))
@@ -143,6 +143,8 @@ class EvaluationScreen(StepScreen):
         self._report_phase: str | None = None
         self._started: dict[Path, tuple[int, int]] = {}
         """Re-evaluations started here and not seen ending: run -> (pid, events offset)."""
+        self._reevaluating: Path | None = None
+        """The run of the last re-evaluation asked for here."""
         self._error_since: int | None = None
         """Where in the shown run's events.jsonl a re-evaluation started here began, once it has
         ended: a failure shows the error it wrote from there."""
@@ -227,7 +229,7 @@ class EvaluationScreen(StepScreen):
             if isinstance(current, str) and current in options:
                 select.value = current
 
-    @work(thread=True, exclusive=True, group="list-runs", description="List runs")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="list-runs", description="List runs")
     def _list_runs(self, runs_dir: Path) -> None:
         from tuner_tui.runs.layout import list_runs
 
@@ -249,7 +251,9 @@ class EvaluationScreen(StepScreen):
 
     # --- reading the report -----------------------------------------------------------------------
 
-    @work(thread=True, exclusive=True, group="read-report", description="Read report.json")
+    @work(
+        thread=True, exit_on_error=False, exclusive=True, group="read-report", description="Read report.json"
+    )
     def _read_report(self, root: Path, since: int | None = None) -> None:
         """Read the report and the run's phase; with `since` (where a re-evaluation started in
         events.jsonl), also what that re-evaluation said when it failed."""
@@ -322,7 +326,13 @@ class EvaluationScreen(StepScreen):
 
     # --- following the run's phase ------------------------------------------------------------
 
-    @work(thread=True, exclusive=True, group="watch-run", description="Watch the run's phase")
+    @work(
+        thread=True,
+        exit_on_error=False,
+        exclusive=True,
+        group="watch-run",
+        description="Watch the run's phase",
+    )
     def _watch_state(self, root: Path) -> None:
         """Post the run's state whenever its phase (or worker pid) changes, until cancelled."""
         worker = get_current_worker()
@@ -535,23 +545,29 @@ class EvaluationScreen(StepScreen):
         self.starting = True
         self._draw_button()
         self._show_status(f"Starting the re-evaluation of {root.name}…")
+        self._reevaluating = root
         self._start_reevaluation(root)
 
-    @work(thread=True, exclusive=True, group="reevaluate", description="Start a re-evaluation")
+    @work(
+        thread=True,
+        exit_on_error=False,
+        exclusive=True,
+        group="reevaluate",
+        description="Start a re-evaluation",
+    )
     def _start_reevaluation(self, root: Path) -> None:
         # The launcher only: the evaluation (torch, both models) runs in the process it starts.
-        from tuner_tui.errors import TunerError
         from tuner_tui.runs.launcher import start_evaluation
 
-        try:
-            started = start_evaluation(root, by="tuner (TUI)")
-        except TunerError as error:
-            self.post_message(ReevaluationNotStarted(root, str(error)))
-            return
-        except Exception as error:  # e.g. an unreadable run directory: the wizard stays usable
-            self.post_message(ReevaluationNotStarted(root, f"{type(error).__name__}: {error}"))
-            return
+        started = start_evaluation(root, by="tuner (TUI)")
         self.post_message(ReevaluationStarted(root, started.pid, started.events_offset))
+
+    def worker_failed(self, worker: Worker[Any], message: str) -> None:
+        # A run that cannot be evaluated, or an unreadable run directory: the wizard stays usable.
+        if worker.name == "_start_reevaluation" and self._reevaluating is not None:
+            self._reevaluation_not_started(ReevaluationNotStarted(self._reevaluating, message))
+        else:
+            super().worker_failed(worker, message)
 
     @on(ReevaluationStarted)
     def _reevaluation_started(self, message: ReevaluationStarted) -> None:

@@ -20,12 +20,15 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, Checkbox, Input, Select, Static
+from textual.worker import Worker
 
 from tuner_tui.recipe import dumps_recipe
+from tuner_tui.runs.layout import RunDir
+from tuner_tui.screens.confirm import ConfirmModal
 from tuner_tui.screens.step import NO_DRAFT, StepScreen
 
 if TYPE_CHECKING:
-    from tuner_tui.app import Draft
+    from tuner_tui.views.draft import Draft
 
 DRAFT, RUN = "draft", "run"
 
@@ -53,6 +56,34 @@ class RunNotExported(Message):
 
     run: Path
     message: str
+
+
+def save_refusal(path: Path, runs_dir: Path) -> str:
+    """Why the recipe shown may not be saved to `path` at all ('' when it may)."""
+    if path.is_dir():
+        return f"{path} is a folder: give a file name, e.g. {path / 'recipe.toml'}."
+    resolved = path.resolve()
+    for parent in resolved.parents:
+        if RunDir(parent).looks_like_a_run():
+            return (
+                f"{path} is inside the run directory {parent}: a run's files are its record and "
+                "are never rewritten. Save the recipe elsewhere."
+            )
+    return ""
+
+
+def save_questions(path: Path, text: str) -> list[str]:
+    """What to ask before saving `text` to `path`: it replaces a different file, or it is not
+    named .toml (`tuner run` reads any name, but a typo'd path is the likelier cause)."""
+    questions = []
+    try:
+        if path.exists() and path.read_text(encoding="utf-8") != text:
+            questions.append(f"{path} exists and holds something else, which would be replaced.")
+    except (OSError, UnicodeDecodeError):
+        questions.append(f"{path} exists and cannot be read as text; it would be replaced.")
+    if path.suffix.lower() != ".toml":
+        questions.append(f"{path.name} does not end in .toml.")
+    return questions
 
 
 class ExportScreen(StepScreen):
@@ -217,13 +248,32 @@ class ExportScreen(StepScreen):
     @on(Button.Pressed, "#save")
     @on(Input.Submitted, "#save-path")
     def action_save_copy(self) -> None:
-        """Write the TOML shown to the path in the field."""
+        """Write the TOML shown to the path in the field, asking first before it replaces a
+        different file or writes somewhere odd (not .toml); never into a run directory."""
         text = self.toml_text
         raw = self.query_one("#save-path", Input).value.strip()
         if not text or not raw:
             self.notify("Nothing to save, or no path given.", severity="warning")
             return
         path = Path(raw).expanduser()
+        refused = save_refusal(path, Path(self.tuner.runs_dir))
+        if refused:
+            self.notify(refused, severity="error", timeout=10, markup=False)
+            return
+        questions = save_questions(path, text)
+        if not questions:
+            self._write_copy(path, text)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._write_copy(path, text)
+            else:
+                self.notify(f"Not saved; {path} is as it was.", markup=False)
+
+        self.app.push_screen(ConfirmModal(" ".join(questions) + " Save anyway?", confirm="Save"), answered)
+
+    def _write_copy(self, path: Path, text: str) -> None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.tmp")
@@ -251,21 +301,20 @@ class ExportScreen(StepScreen):
         result.update("Merging the adapter into the base model…" if merge else "Copying the adapter…")
         self._export(Path(run_dir), Path(raw).expanduser(), merge)
 
-    @work(thread=True, exclusive=True, group="export", description="Export a run")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="export", description="Export a run")
     def _export(self, run_dir: Path, out: Path, merge: bool) -> None:
         # Merging imports torch/peft and loads the base model: never on the event loop.
-        from tuner_tui.errors import TunerError
         from tuner_tui.modeling.export import merge_and_export
 
-        try:
-            written = merge_and_export(run_dir, out, merge)
-        except (TunerError, OSError) as error:
-            self.post_message(RunNotExported(run_dir, str(error)))
-            return
-        except Exception as error:  # peft/transformers errors must not take the wizard down
-            self.post_message(RunNotExported(run_dir, f"{type(error).__name__}: {error}"))
-            return
+        written = merge_and_export(run_dir, out, merge)
         self.post_message(RunExported(run_dir, Path(written), merge))
+
+    def worker_failed(self, worker: Worker[Any], message: str) -> None:
+        # A full disk, or a peft/transformers error merging: said under the button, the wizard lives.
+        if worker.name == "_export":
+            self._not_exported(RunNotExported(Path(), message))
+        else:
+            super().worker_failed(worker, message)
 
     @on(RunExported)
     def _exported(self, message: RunExported) -> None:

@@ -23,6 +23,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import Button, DataTable, Input, Static
+from textual.worker import Worker
 
 from tuner_tui.modeling.catalog import (
     CATALOG,
@@ -43,9 +44,9 @@ from tuner_tui.views.fields import value_of
 from tuner_tui.widgets.recipe_form import RecipeForm
 
 if TYPE_CHECKING:
-    from tuner_tui.app import Draft
     from tuner_tui.modeling.describe import ModelFacts
     from tuner_tui.modeling.estimate import Estimate
+    from tuner_tui.views.draft import Draft
 
 ESTIMATE_DEBOUNCE_S = 0.6
 """Quiet time after the last relevant edit before the memory is re-estimated."""
@@ -248,7 +249,13 @@ class ModelScreen(StepScreen):
             self._scanned = folders
             self._scan_catalog(folders, base_dir)
 
-    @work(thread=True, exclusive=True, group="catalog", description="List the models on this machine")
+    @work(
+        thread=True,
+        exit_on_error=False,
+        exclusive=True,
+        group="catalog",
+        description="List the models on this machine",
+    )
     def _scan_catalog(self, folders: tuple[Path, ...], base_dir: Path) -> None:
         self.post_message(CatalogScanned(machine_models(folders, base_dir)))
 
@@ -258,6 +265,8 @@ class ModelScreen(StepScreen):
         draft = self.tuner.draft
         if draft is not None:
             self._highlight_catalog(draft.recipe.model.name_or_path, draft.base_dir)
+            if self.facts is not None:  # described before the scan ended: now it is known where it is
+                self._draw_facts(self.facts, draft)
 
     # --- edits -> DraftEdited ----------------------------------------------------------------------
 
@@ -304,22 +313,27 @@ class ModelScreen(StepScreen):
         facts.update(Text(f"Reading the config of {model.name_or_path}…", style="dim"))
         self._describe(key, model, draft.base_dir)
 
-    @work(thread=True, exclusive=True, group="describe", description="Describe the base model")
+    @work(
+        thread=True,
+        exit_on_error=False,
+        exclusive=True,
+        group="describe",
+        description="Describe the base model",
+    )
     def _describe(self, key: tuple[str, str, str], model: Any, base_dir: Path) -> None:
-        from tuner_tui.errors import TunerError
+        ensure_ml_imported()  # transformers loads here, in a worker, never at start-up
+        from tuner_tui.modeling.describe import describe_model
 
-        try:
-            ensure_ml_imported()  # transformers loads here, in a worker, never at start-up
-            from tuner_tui.modeling.describe import describe_model
+        self.post_message(ModelDescribed(key, describe_model(model, base_dir=base_dir)))
 
-            facts = describe_model(model, base_dir=base_dir)
-        except TunerError as error:
-            self.post_message(ModelDescribed(key, None, str(error)))
-            return
-        except Exception as error:  # an odd config must not take the wizard down
-            self.post_message(ModelDescribed(key, None, f"{type(error).__name__}: {error}"))
-            return
-        self.post_message(ModelDescribed(key, facts))
+    def worker_failed(self, worker: Worker[Any], message: str) -> None:
+        # An odd config, a method that does not fit the model's layers: said where the result goes.
+        if worker.name == "_estimate" and self._estimate_key is not None:
+            self._memory_estimated(MemoryEstimated(self._estimate_key, None, message))
+        elif worker.name == "_describe" and self._facts_key is not None:
+            self._model_described(ModelDescribed(self._facts_key, None, message))
+        else:
+            super().worker_failed(worker, message)
 
     @on(ModelDescribed)
     def _model_described(self, message: ModelDescribed) -> None:
@@ -331,10 +345,15 @@ class ModelScreen(StepScreen):
             widget.set_class(True, "-error")
             return
         widget.set_class(False, "-error")
-        self.facts = facts = message.facts
-        draft = self.tuner.draft
-        row = self._row_of(message.key[0], draft.base_dir) if draft is not None else None
-        widget.update(facts_text(facts, self._entries.get(row) if row is not None else None))
+        self.facts = message.facts
+        if self.tuner.draft is not None:
+            self._draw_facts(message.facts, self.tuner.draft)
+
+    def _draw_facts(self, facts: ModelFacts, draft: Draft) -> None:
+        """The facts line, with where the model is found (cache, local folder) once the scan says."""
+        row = self._row_of(facts.name_or_path, draft.base_dir)
+        entry = self._entries.get(row) if row is not None else None
+        self.query_one("#facts", Static).update(facts_text(facts, entry))
 
     # --- memory estimate (debounced worker) ----------------------------------------------------------
 
@@ -365,21 +384,18 @@ class ModelScreen(StepScreen):
             ESTIMATE_DEBOUNCE_S, lambda: self._estimate(key, recipe, base_dir)
         )
 
-    @work(thread=True, exclusive=True, group="estimate", description="Estimate training memory")
+    @work(
+        thread=True,
+        exit_on_error=False,
+        exclusive=True,
+        group="estimate",
+        description="Estimate training memory",
+    )
     def _estimate(self, key: str, recipe: Recipe, base_dir: Path) -> None:
-        from tuner_tui.errors import TunerError
+        ensure_ml_imported()
+        from tuner_tui.modeling.estimate import estimate_memory
 
-        try:
-            ensure_ml_imported()
-            from tuner_tui.modeling.estimate import estimate_memory
-
-            estimate = estimate_memory(recipe, base_dir=base_dir)
-        except TunerError as error:
-            self.post_message(MemoryEstimated(key, None, str(error)))
-            return
-        except Exception as error:  # e.g. a method that does not fit the model's layers
-            self.post_message(MemoryEstimated(key, None, f"{type(error).__name__}: {error}"))
-            return
+        estimate = estimate_memory(recipe, base_dir=base_dir)
         self.post_message(MemoryEstimated(key, estimate, nodes=recipe.training.nnodes))
 
     @on(MemoryEstimated)

@@ -21,7 +21,7 @@ from tuner_tui.screens.step import StepScreen
 from tuner_tui.widgets.recipe_form import RecipeForm
 
 if TYPE_CHECKING:
-    from tuner_tui.app import Draft
+    from tuner_tui.views.draft import Draft
 
 PROJECT_FIELDS = ("project.name", "project.domain", "project.description", "project.seed")
 TASK_LABELS = {

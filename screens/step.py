@@ -8,18 +8,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
+from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
+from textual.worker import Worker, WorkerState
 
+from tuner_tui.errors import TunerError
 from tuner_tui.widgets.step_sidebar import StepSidebar, StepStatus
 from tuner_tui.widgets.value_table import ValueTable
 
 if TYPE_CHECKING:
-    from tuner_tui.app import Draft, TunerApp
+    from tuner_tui.app import TunerApp
     from tuner_tui.recipe import Problem, Recipe
+    from tuner_tui.views.draft import Draft
 
 
 NO_DRAFT = "No recipe yet: press 0 for Welcome to start from the demo, a file or blank."
@@ -79,6 +83,21 @@ class StepScreen(Screen[None]):
         # The cursor may have been left elsewhere when the user last jumped away.
         self.query_one(StepSidebar).reset_highlight()
 
+    @on(Worker.StateChanged)
+    def _worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one place a step's worker failure is handled. Workers run with
+        `exit_on_error=False` and raise: an error never takes the wizard down, and each step
+        shows it where the worker's result would have gone (`worker_failed`). A cancelled
+        worker (replaced by a newer one of its group) has nothing left to say."""
+        worker = event.worker
+        if event.state is WorkerState.ERROR and not worker.is_cancelled and worker.node is self:
+            self.worker_failed(worker, failure_text(worker.error))
+
+    def worker_failed(self, worker: Worker[Any], message: str) -> None:
+        """Show a failed worker's error; steps route their workers (by `worker.name`, the
+        method's name) to where the result would have been shown, this is the fallback."""
+        self.notify(message, title=f"{worker.description} failed", severity="error", markup=False)
+
     def _status_changed(self, statuses: dict[str, StepStatus]) -> None:
         self.query_one(StepSidebar).set_statuses(statuses)
 
@@ -125,6 +144,14 @@ class StepScreen(Screen[None]):
         lines = [Content.styled(f"Problems in this step ({len(mine)}):", "bold $text-warning")]
         lines.extend(Content(f"• {problem}") for problem in mine)
         return Content("\n").join(lines)
+
+
+def failure_text(error: BaseException | None) -> str:
+    """A worker's error as a step shows it: a TunerError in its own words (they name the file or
+    key and the fix), anything else with its type; never a traceback."""
+    if isinstance(error, TunerError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
 
 
 def problem_section(key_path: str) -> str:

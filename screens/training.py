@@ -10,7 +10,6 @@ The viewer owns nothing: leaving or quitting never touches the run.
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -29,12 +28,12 @@ from textual.worker import get_current_worker
 
 from tuner_tui.errors import TunerError
 from tuner_tui.recipe import Recipe, read_recipe
-from tuner_tui.runs.events import read_events
 from tuner_tui.runs.layout import RunDir
-from tuner_tui.runs.state import ACTIVE_PHASES, CRASHED, read_state
+from tuner_tui.runs.state import ACTIVE_PHASES, CRASHED
 from tuner_tui.screens.messages import RunPhaseChanged
 from tuner_tui.screens.step import NO_DRAFT, StepScreen
-from tuner_tui.views.run_view import RunView, number
+from tuner_tui.views.follow import RunFollower
+from tuner_tui.views.run_view import EVAL_FIGURES, RunView, number
 from tuner_tui.views.series import Trace
 from tuner_tui.widgets.checkpoint_list import CheckpointList
 from tuner_tui.widgets.gauges import Cell, GaugePanel, MetricCells, telemetry_gauges
@@ -42,7 +41,7 @@ from tuner_tui.widgets.log_tail import LogFollower, LogTail
 from tuner_tui.widgets.recipe_form import RecipeForm
 
 if TYPE_CHECKING:
-    from tuner_tui.app import Draft
+    from tuner_tui.views.draft import Draft
     from tuner_tui.widgets.run_charts import MetricChart
 
 TRAINING_LOOP = (
@@ -265,7 +264,9 @@ class TrainingScreen(StepScreen):
         """Show every line of worker.log, or hide library noise again."""
         self.query_one(LogTail).toggle_noise()
 
-    @work(thread=True, exclusive=True, group="follow", description="Follow a run directory")
+    @work(
+        thread=True, exit_on_error=False, exclusive=True, group="follow", description="Follow a run directory"
+    )
     def _follow(self, root: Path) -> None:
         """Replay the run's events from the start, then tail them, its state and its log."""
         worker = get_current_worker()
@@ -274,41 +275,24 @@ class TrainingScreen(StepScreen):
         except TunerError as error:
             self.post_message(RunUnreadable(root, str(error)))
             return
-        offset = 0
-        events_size = -1
+        follower = RunFollower(run)
         credit = threading.Semaphore(BATCHES_IN_FLIGHT)
         log = LogFollower(run.log)
-        last_state: dict[str, Any] | None = None
         next_state_at = 0.0
         while not worker.is_cancelled:
             now = time.monotonic()
             if now >= next_state_at:
-                state = read_state(run.state)
                 next_state_at = now + STATE_POLL_S
-                # `updated` changes on every write; only what the dashboard shows matters.
-                key = {k: v for k, v in state.items() if k != "updated"}
-                if key != last_state:
-                    last_state = key
+                state = follower.changed_state()
+                if state is not None:
                     self.post_message(RunStateRead(root, state))
-            try:
-                size = os.stat(run.events).st_size
-            except FileNotFoundError:
-                size = 0
-            if size != events_size:
-                # A chunk at a time, each batch posted only once the screen has room for it: a
-                # long history streams through, it is never all in memory (or in the queue).
-                while not worker.is_cancelled:
-                    events, new_offset = read_events(run.events, offset)
-                    if new_offset == offset:
-                        break
-                    offset = new_offset
-                    for start in range(0, len(events), BATCH):
-                        while not credit.acquire(timeout=0.2):
-                            if worker.is_cancelled:
-                                return
-                        self.post_message(EventsArrived(root, events[start : start + BATCH], credit))
-                # Only advance past complete lines, so a half-written line is read again.
-                events_size = size if offset == size else -1
+            # Each batch is posted only once the screen has room for it: a long history streams
+            # through, never all in memory (or in the message queue) at once.
+            for batch in follower.new_events(BATCH):
+                while not credit.acquire(timeout=0.2):
+                    if worker.is_cancelled:
+                        return
+                self.post_message(EventsArrived(root, batch, credit))
             update = log.poll()
             if update is not None:
                 self.post_message(LogLinesRead(root, *update))
@@ -513,11 +497,7 @@ class TrainingScreen(StepScreen):
 
         stats = Text()
         for model, result in view.final_evals.items():
-            shown = ", ".join(
-                f"{key} {_fmt(result[key], '.4f')}"
-                for key in ("loss", "accuracy", "f1_macro", "perplexity", "rouge_l")
-                if key in result
-            )
+            shown = ", ".join(f"{key} {_fmt(result[key], '.4f')}" for key in EVAL_FIGURES if key in result)
             stats.append("\n" if stats else "").append(f"{model} model: ", "dim").append(shown or "-")
         widget = self.query_one("#stats", Static)
         widget.update(stats)

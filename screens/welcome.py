@@ -16,7 +16,7 @@ from tuner_tui.screens.messages import RunChosen
 from tuner_tui.screens.step import StepScreen
 
 if TYPE_CHECKING:
-    from tuner_tui.app import Draft
+    from tuner_tui.views.draft import Draft
 
 ABOUT = """\
 tuner fine-tunes a language model for your domain. A recipe (a TOML file) records every \
@@ -73,7 +73,7 @@ class WelcomeScreen(StepScreen):
         super().on_screen_resume()
         self._list_runs()
 
-    @work(thread=True, exclusive=True, group="welcome-runs", description="List runs")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="welcome-runs", description="List runs")
     def _list_runs(self) -> None:
         from tuner_tui.runs.layout import list_runs
 

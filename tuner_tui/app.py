@@ -16,7 +16,6 @@ import importlib.resources
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from textual import on, work
@@ -26,12 +25,10 @@ from textual.message import Message
 from textual.reactive import var
 from textual.screen import Screen
 from textual.widgets import Input, OptionList, TextArea
-from tomlkit import TOMLDocument
 
 from tuner_tui.errors import EXIT_OK, TunerError
 from tuner_tui.paths import absolute_if_local
-from tuner_tui.preflight import preflight_problems
-from tuner_tui.recipe import Problem, Recipe, dumps_recipe, read_recipe, save_recipe, with_changes
+from tuner_tui.recipe import Recipe, dumps_recipe, read_recipe, save_recipe
 from tuner_tui.runs import control
 from tuner_tui.runs.launcher import start_run
 from tuner_tui.runs.layout import RunDir
@@ -41,9 +38,8 @@ from tuner_tui.screens.help import HelpScreen
 from tuner_tui.screens.messages import DataInspected, DraftEdited, RunChosen, RunPhaseChanged
 from tuner_tui.screens.steps import STEPS, step_of_problem
 from tuner_tui.screens.welcome import WelcomeScreen
+from tuner_tui.views.draft import DEMO_ORIGIN, Draft, demo_recipe, draft_problems
 from tuner_tui.widgets.step_sidebar import SidebarStep, StepSidebar, StepStatus
-
-DEMO_ORIGIN = "built-in demo"
 
 
 def step_statuses(
@@ -86,54 +82,6 @@ def _run_status(step: str, phase: str | None) -> StepStatus:
         busy = step == "training" or (step == "evaluation" and phase == "evaluating")
         return StepStatus.RUNNING if busy else StepStatus.NOT_STARTED
     return StepStatus.FAILED if step == "training" else StepStatus.NOT_STARTED
-
-
-def demo_recipe() -> Traversable:
-    """The built-in demo recipe shipped in the package."""
-    return importlib.resources.files("tuner_tui.assets") / "demo" / "recipe.toml"
-
-
-@dataclass(frozen=True)
-class Draft:
-    """The recipe being edited, where it came from, and what is wrong with it."""
-
-    recipe: Recipe
-    problems: tuple[Problem, ...]
-    origin: str
-    """Where it came from, for people: 'built-in demo', a file path, 'blank recipe'."""
-    path: Path | None = None
-    """The file it saves to; None until saved (the demo is never overwritten)."""
-    document: TOMLDocument | None = None
-    """The TOML it was read from, so saving keeps the user's comments and order."""
-    file_text: str | None = None
-    """The file's text when it was read or last saved here: if the file holds something else now,
-    someone edited it meanwhile, and saving or starting must not silently overwrite that."""
-
-    def changed_on_disk(self) -> bool:
-        """The recipe file was edited (or removed) outside the wizard since it was read or saved."""
-        if self.path is None or self.file_text is None:
-            return False
-        try:
-            return self.path.read_text(encoding="utf-8") != self.file_text
-        except OSError:
-            return True
-
-    @property
-    def base_dir(self) -> Path:
-        """The folder the recipe's relative paths start from: its file's, the demo's, or cwd."""
-        if self.path is not None:
-            return self.path.parent
-        if self.origin == DEMO_ORIGIN:
-            with importlib.resources.as_file(demo_recipe()) as demo_path:
-                return demo_path.parent
-        return Path.cwd()
-
-
-def draft_problems(recipe: Recipe, parse_problems: list[Problem], base_dir: Path) -> tuple[Problem, ...]:
-    """What the steps list: the recipe's problems (`parse_problems` includes `recipe.problems()`),
-    then what the pre-flight checks see on this machine (missing files, devices), so the sidebar
-    and each step say what `tuner run` would refuse before it is started."""
-    return (*parse_problems, *preflight_problems(recipe, base_dir))
 
 
 @dataclass
@@ -357,11 +305,8 @@ class TunerApp(App[None]):
         draft = self.draft
         if draft is None:
             return
-        recipe, problems = with_changes(draft.recipe, event.changes)
         self.unsaved = True
-        self.draft = dataclasses.replace(
-            draft, recipe=recipe, problems=draft_problems(recipe, problems, draft.base_dir)
-        )
+        self.draft = draft.edited(event.changes)
         self._autosave(self.draft)
 
     def autosave_path(self, draft: Draft) -> Path:

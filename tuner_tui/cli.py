@@ -369,27 +369,30 @@ def _follow_evaluation(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Read the evaluation's events from `offset` until its phase ends; returns the final state
     and the `error` events it wrote."""
-    from tuner_tui.runs.events import iter_events, read_events
-    from tuner_tui.runs.state import CRASHED, TERMINAL_PHASES, read_state
+    from tuner_tui.views.follow import RunFollower, has_ended
 
     errors: list[dict[str, Any]] = []
+    follower = RunFollower(run, offset)
 
-    def take(events: list[dict[str, Any]]) -> None:
-        for event in events:
-            if event.get("type") == "error":
-                errors.append(event)
-            elif event.get("type") == "eval" and "model" in event:
-                say(f"Evaluating base and tuned models... ({event['model']} model measured)")
+    def take() -> bool:
+        read = False
+        for events in follower.new_events():
+            read = True
+            for event in events:
+                if event.get("type") == "error":
+                    errors.append(event)
+                elif event.get("type") == "eval" and "model" in event:
+                    say(f"Evaluating base and tuned models... ({event['model']} model measured)")
+        return read
 
     while True:
-        events, offset = read_events(run.events, offset)
-        take(events)
-        if not events:
-            state = read_state(run.state)
-            if state.get("phase") in TERMINAL_PHASES or state.get("phase") == CRASHED:
-                take(list(iter_events(run.events, offset)))  # written after state.json
-                return state, errors
-            time.sleep(poll_s)
+        if take():
+            continue
+        state = follower.state()
+        if has_ended(state):
+            take()  # written after state.json
+            return state, errors
+        time.sleep(poll_s)
 
 
 def _print_evaluation(run: RunDir, state: dict[str, Any], errors: list[dict[str, Any]]) -> None:

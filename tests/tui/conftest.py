@@ -38,6 +38,19 @@ async def until(pilot: Pilot, predicate: Callable[[], bool], what: str, timeout:
         await pilot.pause(0.02)
 
 
+async def workers_done(pilot: Pilot, skip_groups: tuple[str, ...] = ()) -> None:
+    """Until every worker of the app (but those of `skip_groups`, which run as long as a run is
+    shown) has ended: succeeded, failed or cancelled. A failed worker is no error here: its
+    step shows the failure (StepScreen.worker_failed), and that is what a test checks."""
+    from textual.worker import WorkerCancelled, WorkerFailed
+
+    for worker in [w for w in pilot.app.workers if w.group not in skip_groups]:
+        try:
+            await worker.wait()
+        except (WorkerFailed, WorkerCancelled):
+            pass
+
+
 @pytest.fixture(autouse=True)
 def _placeholder_hub_models(monkeypatch: pytest.MonkeyPatch) -> None:
     """Recipes here name hub models ('org/model') that no test downloads: count them as in the

@@ -111,11 +111,6 @@ async def test_inspect_shows_format_preview_and_report(app: TunerApp) -> None:
         assert screen.query_one("#cancel", Button).disabled  # idle again
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug: after mapping label->body then format 'text', a late fields edit can land after "
-    "the format edit on a loaded machine (also on 363c03f); to fix in screens/data.py",
-)
 async def test_mapping_and_format_edits_go_to_the_draft(app: TunerApp) -> None:
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_data(app, pilot)

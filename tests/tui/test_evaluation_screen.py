@@ -18,7 +18,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Button, DataTable, MarkdownViewer, Select, Static
 
-from tests.tui.conftest import until
+from tests.tui.conftest import until, workers_done
 from tuner_tui.app import TunerApp
 from tuner_tui.evaluation.report import write_report
 from tuner_tui.runs import launcher
@@ -222,9 +222,7 @@ async def settle(pilot: Pilot) -> None:
     screen = pilot.app.screen
     if isinstance(screen, EvaluationScreen) and screen.run_root is not None:
         await until(pilot, lambda: bool(screen.state), "the run's phase")
-    others = [w for w in pilot.app.workers if w.group != "watch-run"]
-    if others:  # an empty list would mean every worker to wait_for_complete
-        await pilot.app.workers.wait_for_complete(others)
+    await workers_done(pilot, skip_groups=("watch-run",))
     await pilot.pause()
 
 

@@ -13,17 +13,19 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Checkbox, Input, Select, Static
 
+from tests.tui.conftest import workers_done
 from tests.tui.test_evaluation_screen import RUN_ID, make_run, report_for
 from tuner_tui.app import TunerApp
 from tuner_tui.modeling import export as export_module
 from tuner_tui.recipe import dumps_recipe
+from tuner_tui.screens.confirm import ConfirmModal
 
 SIZE = (120, 40)
 
 
 async def settle(pilot: Pilot) -> None:
     await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
+    await workers_done(pilot)
     await pilot.pause()
 
 
@@ -53,6 +55,53 @@ async def test_the_draft_as_toml_the_command_and_save(
         await pilot.pause()
         assert (tmp_path / "recipes" / "intents.toml").read_text(encoding="utf-8") == screen.toml_text
         assert app.draft.path is None  # a copy: the draft still belongs where it came from
+
+
+async def test_save_asks_before_replacing_a_file_or_writing_an_odd_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.toml").write_text("# my own recipe\n", encoding="utf-8")
+    run = make_run(tmp_path / "runs" / RUN_ID, report=report_for())
+    app = TunerApp(demo=True, runs_dir=tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("6")
+        await pilot.pause()
+        screen = app.screen
+        field = screen.query_one("#save-path", Input)
+
+        field.value = "mine.toml"  # Enter in the field saves: it must ask first
+        field.focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmModal)
+        assert "mine.toml exists and holds something else" in app.screen.question
+        await pilot.press("n")
+        await pilot.pause()
+        assert (tmp_path / "mine.toml").read_text(encoding="utf-8") == "# my own recipe\n"
+
+        field.value = "mine.toml"
+        await pilot.click("#save")
+        await pilot.pause()
+        await pilot.press("y")
+        await pilot.pause()
+        assert (tmp_path / "mine.toml").read_text(encoding="utf-8") == screen.toml_text
+
+        field.value = "recipe.tmol"  # a typo: asked, not written
+        await pilot.click("#save")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmModal) and "does not end in .toml" in app.screen.question
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not (tmp_path / "recipe.tmol").exists()
+
+        field.value = str(run.recipe)  # a run's frozen recipe is never rewritten
+        before = run.recipe.read_text(encoding="utf-8")
+        await pilot.click("#save")
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmModal)
+        assert run.recipe.read_text(encoding="utf-8") == before
+        assert any("inside the run directory" in n.message for n in app._notifications)
 
 
 async def test_the_frozen_recipe_of_a_run_and_its_adapter(tmp_path: Path) -> None:

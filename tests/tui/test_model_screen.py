@@ -25,6 +25,7 @@ from textual.widgets import DataTable, Input, Select, Static, Switch
 from textual.worker import WorkerState
 
 from tests.modeling.test_catalog import cached_model, model_files
+from tests.tui.conftest import workers_done
 from tuner_tui.app import TunerApp
 from tuner_tui.modeling import describe, estimate, ml_import
 from tuner_tui.modeling.catalog import CATALOG_AS_OF
@@ -108,7 +109,7 @@ def fake_engine(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 async def settle(pilot: Pilot) -> None:
     """Let the debounce timer fire and the workers post back."""
     await pilot.pause(0.8)
-    await pilot.app.workers.wait_for_complete()
+    await workers_done(pilot)
     await pilot.pause()
 
 
@@ -520,10 +521,6 @@ async def test_models_on_this_machine_come_first(
         assert "in cache" in text_of(app, "#facts")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="under pytest-xdist the facts line sometimes shows another test's model (2026-12-01, open)",
-)
 async def test_a_local_folder_is_one_row_however_the_recipe_spells_it(
     tmp_path: Path, fake_engine: list[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -577,3 +574,25 @@ def test_snapshot_of_the_estimate(
 
     app = TunerApp(demo=True, runs_dir=tmp_path / "runs")
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+async def test_an_unexpected_worker_error_is_said_and_the_wizard_lives(
+    tmp_path: Path, fake_engine: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker raising what no step expects (here the scan of the machine's models) reaches the
+    step base class's one handler: a notification naming the work that failed, no traceback."""
+
+    def broken_scan(folders: Any, base_dir: Any) -> Any:
+        raise RuntimeError("the hub cache folder is a dangling symlink")
+
+    monkeypatch.setattr("tuner_tui.screens.model.machine_models", broken_scan)
+    app = TunerApp(demo=True, runs_dir=tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        await settle(pilot)
+        shown = [(n.title, n.message) for n in app._notifications]
+        assert (
+            "List the models on this machine failed",
+            "RuntimeError: the hub cache folder is a dangling symlink",
+        ) in shown
+        assert app.is_running

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import Footer, Input, OptionList
 
+from tests.tui.conftest import workers_done
 from tuner_tui.app import TunerApp, demo_recipe
 from tuner_tui.recipe import read_recipe
 from tuner_tui.screens.help import HelpScreen
@@ -341,7 +342,7 @@ async def test_welcome_lists_runs_and_enter_follows_one(tmp_path: Path) -> None:
     app = TunerApp(runs_dir=tmp_path / "runs")
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        await app.workers.wait_for_complete()
+        await workers_done(pilot)
         await pilot.pause()
         table = app.screen.query_one("#runs")
         assert table.row_count == 1

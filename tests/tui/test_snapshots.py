@@ -16,6 +16,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Static
 
+from tests.tui.conftest import workers_done
 from tuner_tui.app import TunerApp
 from tuner_tui.runs.layout import RunDir
 
@@ -111,7 +112,7 @@ async def wait_for(pilot: Pilot, predicate: Callable[[], bool], timeout: float =
 async def settled(pilot: Pilot) -> None:
     """Until the app's workers and animations are done and a few frames have been drawn: on a
     loaded machine a step's fields are still being styled when the next key arrives."""
-    await pilot.app.workers.wait_for_complete()
+    await workers_done(pilot)
     await pilot.wait_for_scheduled_animations()
     for _ in range(3):
         await pilot.pause(0.05)
@@ -126,7 +127,7 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.mark.parametrize("size", SIZES)
 def test_welcome(snap_compare: Any, in_tmp: Path, size: tuple[int, int]) -> None:
     async def runs_listed(pilot: Pilot) -> None:
-        await pilot.app.workers.wait_for_complete()
+        await workers_done(pilot)
         await pilot.pause()
 
     assert snap_compare(TunerApp(runs_dir=Path("runs")), terminal_size=size, run_before=runs_listed)

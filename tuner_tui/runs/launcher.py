@@ -400,6 +400,8 @@ def _resume_locked(run: RunDir, placement: Placement, lock: RunLock) -> None:
                 message=f"state.json was {damage}: rebuilt from events.jsonl and the checkpoints "
                 f"(phase {state['phase']}, step {state['step']}).",
             )
+    if state.get("pid") == os.getpid():  # queued by this process, which holds the lock: not a worker
+        state = {k: v for k, v in state.items() if k not in ("pid", "pid_started")}
     if state.get("phase") == "completed":
         raise TunerError(f"The run {run.root} already completed; nothing to resume. Start a new run instead.")
     if state.get("phase") not in TERMINAL_PHASES and worker_alive(state):

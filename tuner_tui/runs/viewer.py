@@ -17,16 +17,10 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.text import Text
 
 from tuner_tui.errors import EXIT_OK, EXIT_RUN_FAILED
-from tuner_tui.runs.events import read_events
 from tuner_tui.runs.layout import RunDir
-from tuner_tui.runs.state import (
-    CRASHED,
-    TERMINAL_PHASES,
-    ranks_alive,
-    read_raw_state,
-    read_state,
-    worker_alive,
-)
+from tuner_tui.runs.state import CRASHED, ranks_alive, read_raw_state, worker_alive
+from tuner_tui.views.follow import RunFollower, has_ended
+from tuner_tui.views.run_view import EVAL_FIGURES, RunView
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -64,25 +58,26 @@ def follow_run(
     )
     task = progress.add_task("run", total=None, phase="queued", steps="")
     metric_line = Text("", style="cyan")
-    offset = 0
+    follower = RunFollower(run)
+    view = RunView()
     try:
         with Live(Group(progress, metric_line), console=console, refresh_per_second=4):
             while True:
-                events, offset = read_events(run.events, offset)
-                for event in events:
-                    _show(event, progress, task, metric_line)
-                if not events:
-                    state = read_state(run.state)
-                    phase = state.get("phase")
-                    if phase in TERMINAL_PHASES or phase == CRASHED:
-                        events, offset = read_events(run.events, offset)
-                        for event in events:
-                            _show(event, progress, task, metric_line)
-                        code = _finish(run, state, progress, task)
-                        if until_exited:
-                            _wait_for_processes(run, progress.console)
-                        return code
-                    time.sleep(poll_s)
+                read = False
+                for events in follower.new_events():
+                    read = True
+                    _take(events, view, progress, task, metric_line)
+                if read:
+                    continue
+                state = follower.state()
+                if has_ended(state):
+                    for events in follower.new_events():  # written after state.json
+                        _take(events, view, progress, task, metric_line)
+                    code = _finish(run, state, progress, task)
+                    if until_exited:
+                        _wait_for_processes(run, progress.console)
+                    return code
+                time.sleep(poll_s)
     except KeyboardInterrupt:
         console.print(
             Text.assemble(
@@ -116,28 +111,35 @@ def _stamped(event: dict[str, Any], *parts: str | tuple[str, str]) -> Text:
     return Text.assemble((str(event.get("time", "")), "dim"), "  ", *parts)
 
 
-def _show(event: dict[str, Any], progress: Progress, task: Any, metric_line: Text) -> None:
-    kind = event.get("type")
-    if kind == "metric":
-        step, total = event.get("step", 0), event.get("max_steps")
+def _take(
+    events: list[dict[str, Any]], view: RunView, progress: Progress, task: Any, metric_line: Text
+) -> None:
+    """Fold `events` into the view, print the lines of those that make the run's history, and
+    update the progress bar and the metric line from the view."""
+    changed = view.fold(events)
+    for event in events:
+        _show(event, progress)
+    if changed & {"metric", "phase"}:
+        step, total = view.metric.get("step", 0), view.max_steps
         progress.update(
             task,
+            phase=view.phase or "",
             completed=step,
             total=total or None,
             steps=f"step {step}/{total}" if total else f"step {step}",
         )
-        metric_line.plain = describe_metric(event)
-    elif kind == "status":
-        progress.update(task, phase=event.get("phase", ""))
+        if view.metric:
+            metric_line.plain = describe_metric(view.metric)
+
+
+def _show(event: dict[str, Any], progress: Progress) -> None:
+    kind = event.get("type")
+    if kind == "status":
         progress.console.print(_stamped(event, "phase → ", (str(event.get("phase")), "bold")))
     elif kind == "checkpoint":
         progress.console.print(_stamped(event, f"checkpoint at step {event.get('step')}"))
     elif kind == "eval":
-        values = ", ".join(
-            f"{k} {_fmt(v, '.4f')}"
-            for k, v in event.items()
-            if k in ("loss", "accuracy", "f1_macro", "perplexity", "rouge_l")
-        )
+        values = ", ".join(f"{k} {_fmt(v, '.4f')}" for k, v in event.items() if k in EVAL_FIGURES)
         split, step = event.get("split"), event.get("step")
         where = f"{event['model']} model" if "model" in event else f"step {step}"
         progress.console.print(_stamped(event, f"eval ({split}, {where}): {values}"))

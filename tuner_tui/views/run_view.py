@@ -13,6 +13,8 @@ from typing import Any
 
 from tuner_tui.views.series import Series
 
+EVAL_FIGURES = ("loss", "accuracy", "f1_macro", "perplexity", "rouge_l")
+"""The fields of an `eval` event a viewer shows, in this order (those the event has)."""
 MAX_ERRORS = 20
 """The newest error events kept (a run normally has one; a resumed run, one per attempt)."""
 
