@@ -7,11 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.tiny import alpaca_rows, build_tiny_llama, write_jsonl, write_recipe
-
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One compute thread per process: the suite runs one pytest-xdist worker per core, and each test
+# may start workers and ranks of its own; torch's default (a thread per core in every process)
+# oversubscribes the machine several times over, and a test then takes 5x its time. Set before
+# torch is imported (its thread pool reads it once); worker subprocesses inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+from tests.tiny import alpaca_rows, build_tiny_llama, write_jsonl, write_recipe  # noqa: E402
 
 
 @pytest.fixture(scope="session")
