@@ -97,7 +97,9 @@ async def model(pilot: Pilot) -> None:
 def training_for(run: Path):
     async def training(pilot: Pilot) -> None:
         await wait_for(pilot, lambda: pilot.app.run_phase in ("completed", "failed", "stopped"))
-        await wait_for(pilot, lambda: pilot.app.screen.query_one(LogTail).line_count > 0)
+        # The log is read once something shows: its lines, or the count of library lines hidden.
+        log = pilot.app.screen.query_one(LogTail)
+        await wait_for(pilot, lambda: log.line_count > 0 or log.hidden_count > 0)
         await pilot.pause(0.5)
 
     return training

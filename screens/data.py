@@ -35,8 +35,9 @@ from tuner_tui.errors import TunerError
 from tuner_tui.recipe import DATA_FORMATS, field_help
 from tuner_tui.screens.messages import DataInspected
 from tuner_tui.screens.step import StepScreen
+from tuner_tui.views.bars import bar
 from tuner_tui.widgets.cleaning_list import CleaningList, CleaningStepsEdited
-from tuner_tui.widgets.histogram import Histogram, bar
+from tuner_tui.widgets.histogram import Histogram
 from tuner_tui.widgets.path_input import PathSuggester
 from tuner_tui.widgets.recipe_form import EchoGuard, RecipeForm
 

@@ -40,7 +40,7 @@ from tuner_tui.screens.messages import DraftEdited
 from tuner_tui.screens.step import StepScreen
 from tuner_tui.screens.steps import MEMORY_KEYS
 from tuner_tui.views.estimate import blocked_view, estimate_blocker, estimate_view
-from tuner_tui.views.fields import value_of
+from tuner_tui.views.fields import SPECS, value_of
 from tuner_tui.widgets.recipe_form import RecipeForm
 
 if TYPE_CHECKING:
@@ -61,6 +61,16 @@ LOADING_FIELDS = (
     "model.chat_template",
 )
 RENDEZVOUS_FIELDS = ("training.master_addr", "training.master_port")  # shown with several nodes
+PREFERENCE_FIELDS = tuple(k for k in SPECS if k.startswith("preference."))
+"""The [preference] knobs, shown when [model] task = 'preference'."""
+# Which knobs each loss reads (the rest stay hidden: a knob that does nothing misleads).
+PREFERENCE_KNOBS = {
+    "dpo": ("beta", "start_from", "label_smoothing"),
+    "ipo": ("beta", "start_from"),
+    "orpo": ("beta", "start_from"),
+    "simpo": ("beta", "start_from", "simpo_gamma"),
+    "kto": ("beta", "start_from", "desirable_weight", "undesirable_weight"),
+}
 
 
 def format_params(n: int) -> str:
@@ -104,7 +114,7 @@ class ModelScreen(StepScreen):
     STEP = "model"
     STEP_TITLE = "Model & method"
     JUMP_KEY = "3"
-    SECTIONS = ("model", "method")
+    SECTIONS = ("model", "method", "preference")
     ALSO_EDITS = TRAINING_FIELDS
     EDITS = {"model.name_or_path": "model-name-or-path"}
     INTRO = (
@@ -157,6 +167,7 @@ class ModelScreen(StepScreen):
             yield Static("", id="facts")
             yield RecipeForm(LOADING_FIELDS, title="Loading the model", id="loading-form")
             yield RecipeForm(METHOD_FIELDS, title="Method", id="method-form")
+            yield RecipeForm(PREFERENCE_FIELDS, title="Preference tuning", id="preference-form")
             yield RecipeForm(TRAINING_FIELDS, title="Training settings that drive memory", id="memory-form")
             yield Static("Memory estimate", classes="section", id="estimate-title")
             yield Static("", id="estimate")
@@ -200,13 +211,17 @@ class ModelScreen(StepScreen):
             form.show(recipe, draft.problems)
         used = METHOD_PARAMS.get(recipe.method.type, ())
         self.query_one("#method-form", RecipeForm).set_shown(("method.type", *(f"method.{k}" for k in used)))
+        preference = self.query_one("#preference-form", RecipeForm)
+        preference.display = recipe.model.task == "preference"
+        knobs = PREFERENCE_KNOBS.get(recipe.preference.loss, ())
+        preference.set_shown(("preference.loss", *(f"preference.{k}" for k in knobs)))
         several_nodes = recipe.training.nnodes > 1
         self.query_one("#memory-form", RecipeForm).set_shown(
             k for k in TRAINING_FIELDS if several_nodes or k not in RENDEZVOUS_FIELDS
         )
         self._scan_if_moved(draft.base_dir)
         self._highlight_catalog(recipe.model.name_or_path, draft.base_dir)
-        in_forms = {*LOADING_FIELDS, *METHOD_FIELDS, *TRAINING_FIELDS}
+        in_forms = {*LOADING_FIELDS, *METHOD_FIELDS, *TRAINING_FIELDS, *PREFERENCE_FIELDS}
         rest = tuple(p for p in draft.problems if p.path not in in_forms)
         self.query_one("#problems", Static).update(self._problems_text(rest))
         self._describe_if_changed(draft)

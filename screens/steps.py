@@ -45,7 +45,7 @@ STEPS: tuple[Step, ...] = (
         "ObjectiveScreen",
     ),
     Step("data", "Data", "2", True, ("data",), "data", "DataScreen"),
-    Step("model", "Model & method", "3", True, ("model", "method"), "model", "ModelScreen"),
+    Step("model", "Model & method", "3", True, ("model", "method", "preference"), "model", "ModelScreen"),
     Step("training", "Training", "4", True, ("training",), "training", "TrainingScreen"),
     Step("evaluation", "Evaluation", "5", True, ("evaluation", "bias"), "evaluation", "EvaluationScreen"),
     Step("export", "Export", "6", True, ("environment",), "export", "ExportScreen"),

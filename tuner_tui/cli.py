@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tuner_tui.errors import EXIT_INVALID_INPUT, EXIT_OK, TunerError
+from tuner_tui.recipe import DATA_FORMATS
 
 if TYPE_CHECKING:
     from tuner_tui.runs.layout import RunDir
@@ -246,8 +247,8 @@ def inspect(
         str | None,
         typer.Option(
             "--format",
-            help="The data format (auto, alpaca, sharegpt, messages, prompt_completion, text, "
-            "classification); overrides the recipe's. Default: detected from the columns.",
+            help=f"The data format ({', '.join(DATA_FORMATS)}); overrides the recipe's. Default: "
+            "detected from the columns.",
         ),
     ] = None,
     field: Annotated[

@@ -34,7 +34,8 @@ from tuner_tui.errors import TunerError
 
 SCHEMA_VERSION = 1
 
-TASKS = ("causal_lm", "sequence_classification")
+TASKS = ("causal_lm", "sequence_classification", "preference")
+PREFERENCE_LOSSES = ("dpo", "ipo", "orpo", "simpo", "kto")
 DATA_FORMATS = (
     "auto",
     "alpaca",
@@ -43,7 +44,10 @@ DATA_FORMATS = (
     "prompt_completion",
     "text",
     "classification",
+    "preference",
+    "kto",
 )
+PAIR_LOSSES = ("dpo", "ipo", "orpo", "simpo")  # need chosen and rejected answers of one prompt
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 METHODS = (
     "lora",
@@ -98,6 +102,7 @@ METRIC_TASKS = {
     "chrf": "causal_lm",
     "perplexity": "causal_lm",
     "loss": "causal_lm",
+    "preference_accuracy": "preference",
 }
 METRICS = tuple(METRIC_TASKS)
 SPLITS = ("test", "validation")
@@ -242,6 +247,36 @@ class MethodConfig:
     init: str = _f("default", help="LoRA weight initialisation.", choices=LORA_INITS)
     num_virtual_tokens: int = _f(20, help="Virtual tokens for prompt/prefix tuning.", min=1, max=1024)
     trainable_layers: int = _f(2, help="For 'freeze': train only the last N layers.", min=1, max=10_000)
+
+
+@dataclass
+class PreferenceConfig:
+    loss: str = _f(
+        "dpo",
+        help="Preference loss: dpo (pairs, against a frozen reference), ipo (dpo that does not "
+        "overfit near-deterministic pairs), orpo (pairs, no reference, SFT and preference in one), "
+        "simpo (pairs, no reference, length-normalised), kto (single answers marked good or bad).",
+        choices=PREFERENCE_LOSSES,
+    )
+    beta: float = _f(
+        0.1,
+        help="How far the tuned policy may move from the reference (smaller: further).",
+        gt=0.0,
+        max=100.0,
+    )
+    start_from: str = _f(
+        "",
+        help="A run directory or adapter folder whose adapter is the starting policy (e.g. an SFT run); "
+        "empty = the base model.",
+    )
+    label_smoothing: float = _f(
+        0.0, help="dpo: the share of pairs assumed mislabelled (robust DPO), in [0, 0.5).", min=0.0, max=0.49
+    )
+    simpo_gamma: float = _f(0.5, help="simpo: the target reward margin.", min=0.0, max=100.0)
+    desirable_weight: float = _f(1.0, help="kto: weight of the desirable examples' loss.", gt=0.0, max=100.0)
+    undesirable_weight: float = _f(
+        1.0, help="kto: weight of the undesirable examples' loss.", gt=0.0, max=100.0
+    )
 
 
 @dataclass
@@ -390,6 +425,10 @@ class Recipe:
         default_factory=EvaluationConfig, metadata={"help": "Evaluation settings."}
     )
     bias: BiasConfig = field(default_factory=BiasConfig, metadata={"help": "Bias report settings."})
+    preference: PreferenceConfig = field(
+        default_factory=PreferenceConfig,
+        metadata={"help": "Preference tuning ([model] task = 'preference'): the loss and its knobs."},
+    )
     environment: dict[str, Any] = field(
         default_factory=dict,
         metadata={"help": "Written by tuner into a run's frozen recipe. Never hand-edited."},
@@ -418,6 +457,7 @@ class Recipe:
                     "needs text + label data: set data.format = 'classification' or 'auto'.",
                 )
             )
+        found += self._preference_problems()
         t = self.training
         if t.world_size > 1 and t.strategy != "ddp" and self.method.type in ("qlora", "adalora"):
             why = (
@@ -484,6 +524,53 @@ class Recipe:
                 )
         return found
 
+    def _preference_problems(self) -> list[Problem]:
+        """What preference tuning needs of the data format and the rest of the recipe."""
+        found: list[Problem] = []
+        task, fmt, loss = self.model.task, self.data.format, self.preference.loss
+        if task != "preference":
+            if fmt in ("preference", "kto"):
+                found.append(
+                    Problem(
+                        "model.task",
+                        f"is '{task}', but data.format = '{fmt}' is preference data: set [model] task = "
+                        "'preference' to tune on it.",
+                    )
+                )
+            return found
+        if fmt not in ("auto", "preference", "kto"):
+            found.append(
+                Problem(
+                    "data.format",
+                    f"is '{fmt}', but model.task = 'preference' needs pairs (prompt, chosen, rejected: "
+                    "format 'preference') or answers marked good or bad (format 'kto'): set it, or 'auto'.",
+                )
+            )
+        if fmt == "kto" and loss in PAIR_LOSSES:
+            found.append(
+                Problem(
+                    "preference.loss",
+                    f"is '{loss}', which compares a chosen and a rejected answer, but data.format = 'kto' "
+                    "has single answers marked good or bad: set loss = 'kto'.",
+                )
+            )
+        if self.method.type in PROMPT_METHODS:
+            found.append(
+                Problem(
+                    "method.type",
+                    f"is '{self.method.type}', which preference tuning does not support: use 'lora' (or "
+                    "another adapter), 'full' or 'freeze'.",
+                )
+            )
+        if self.training.packing:
+            found.append(
+                Problem(
+                    "training.packing",
+                    "is true, but preference pairs are scored as whole sequences: set packing = false.",
+                )
+            )
+        return found
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of every value (defaults included), ready for TOML or JSON."""
         return dataclasses.asdict(self)
@@ -493,6 +580,8 @@ class Recipe:
         environment block (which the tool fills in)."""
         content = self.to_dict()
         content.pop("environment", None)
+        if self.model.task != "preference":  # unused there: recipes hash as they did before it
+            content.pop("preference", None)
         for key in RENDEZVOUS_KEYS:
             content["training"].pop(key, None)
         canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
@@ -871,6 +960,8 @@ def recipe_document(recipe: Recipe, document: tomlkit.TOMLDocument | None = None
     values = recipe.to_dict()
     if not values["environment"]:
         values.pop("environment")
+    if document is None and recipe.model.task != "preference":
+        values.pop("preference")  # a new recipe shows the sections its task uses
     if document is not None:
         _update_table(document, values, _section_defaults(Recipe), Recipe)
         return document

@@ -198,7 +198,7 @@ def test_inspect_report_keys_labels_and_preference(tmp_path: Path) -> None:
     pref = tmp_path / "pref.jsonl"
     pref.write_text(json.dumps({"prompt": "p", "chosen": "c", "rejected": "r"}) + "\n")
     report = inspect_dataset(str(pref)).to_json()
-    assert report["format"] == "preference" and not report["trainable"]
+    assert report["format"] == "preference" and report["trainable"] and report["pairs"]["pairs"] == 1
 
 
 def test_inspect_counts_tokens_with_the_chat_template(tiny_assets, chats) -> None:

@@ -174,7 +174,9 @@ def test_cleaning_steps_and_the_task_must_suit_the_format(tmp_path: Path) -> Non
     assert probe_data(_data(lines), task="causal_lm") == []
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text(json.dumps({"prompt": "p", "chosen": "c", "rejected": "r"}) + "\n")
-    assert "preference pairs" in _one(probe_data(_data(pairs)))
+    assert probe_data(_data(pairs), task="preference") == []
+    assert "set [model] task = 'preference'" in _one(probe_data(_data(pairs), task="causal_lm"))
+    assert "model.task is 'preference'" in _one(probe_data(_data(lines), task="preference"))
 
 
 def test_probing_never_loads_the_data(tmp_path: Path) -> None:

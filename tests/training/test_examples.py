@@ -58,8 +58,6 @@ def test_undetectable_and_unmapped_columns_are_clear_errors() -> None:
         detect_format(["question", "answer"], [{}])
     with pytest.raises(TunerError, match="needs a column for 'output'.*fields"):
         resolve_format("alpaca", {"instruction": "q", "output": "ans"}, ["q", "a"], [{}])
-    with pytest.raises(TunerError, match="preference pairs"):
-        resolve_format("auto", {}, ["prompt", "chosen", "rejected"], [{}])
 
 
 def test_user_field_mapping_overrides_detection() -> None:

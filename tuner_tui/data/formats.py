@@ -22,6 +22,9 @@ DEFAULT_FIELDS: dict[str, dict[str, str]] = {
     "text": {"text": "text"},
     "classification": {"text": "text", "label": "label"},
     "preference": {"prompt": "prompt", "chosen": "chosen", "rejected": "rejected"},
+    # unpaired: either a conversation whose last turn is the completion (messages), or prompt and
+    # completion; `label` is True for a desirable completion, False for an undesirable one
+    "kto": {"prompt": "prompt", "completion": "completion", "messages": "messages", "label": "label"},
 }
 # Roles a row cannot do without, per format (resolve_format checks them; drop_empty uses them).
 REQUIRED_ROLES: dict[str, tuple[str, ...]] = {
@@ -31,7 +34,10 @@ REQUIRED_ROLES: dict[str, tuple[str, ...]] = {
     "prompt_completion": ("prompt", "completion"),
     "text": ("text",),
     "classification": ("text", "label"),
-    "preference": ("prompt", "chosen", "rejected"),
+    # the prompt may live inside chosen/rejected (TRL's implicit prompt), so only the pair is required
+    "preference": ("chosen", "rejected"),
+    # and either messages or prompt + completion (resolve_format checks which)
+    "kto": ("label",),
 }
 TRAINABLE_FORMATS = (
     "alpaca",
@@ -40,7 +46,13 @@ TRAINABLE_FORMATS = (
     "prompt_completion",
     "text",
     "classification",
+    "preference",
+    "kto",
 )
+# Formats only a preference method (DPO, IPO, ORPO, SimPO: paired; KTO: unpaired) trains on.
+PREFERENCE_FORMATS = ("preference", "kto")
+# Columns that hold the conversation before a chosen/rejected reply, or a KTO conversation.
+_CONVERSATION_COLUMNS = ("messages", "conversations")
 # Columns commonly used for a class label, in order of preference.
 _LABEL_COLUMNS = ("label", "labels", "category", "class", "intent", "target")
 _TEXT_COLUMNS = ("text", "sentence", "content", "document", "body")
@@ -70,12 +82,110 @@ def _first_list_item(rows: Sequence[Mapping[str, Any]], column: str) -> Any:
     return None
 
 
+def _values(rows: Sequence[Mapping[str, Any]], column: str) -> list[Any]:
+    return [row[column] for row in rows if row.get(column) is not None]
+
+
+def _shape(rows: Sequence[Mapping[str, Any]], column: str) -> str | None:
+    """What the sampled rows hold in `column`: 'text', 'turns' (a list of turns), 'turn' (one
+    turn object), or None when no row says (no values, or something else)."""
+    for value in _values(rows, column):
+        if isinstance(value, str):
+            return "text"
+        if isinstance(value, list) and value and _turn_keys(value[0]):
+            return "turns"
+        if _turn_keys(value):
+            return "turn"
+    return None
+
+
+def _turn_keys(value: Any) -> str | None:
+    """'{from, value}' or '{role, content}' when `value` is a turn of that kind."""
+    if not isinstance(value, Mapping):
+        return None
+    if {"from", "value"} <= set(value) and value.get("from") is not None:
+        return "{from, value}"
+    if {"role", "content"} <= set(value):
+        return "{role, content}"
+    return None
+
+
+def _holds_booleans(rows: Sequence[Mapping[str, Any]], column: str) -> bool:
+    values = _values(rows, column)
+    return bool(values) and all(isinstance(v, bool) for v in values)
+
+
+def _detect_preference(cols: set[str], rows: Sequence[Mapping[str, Any]]) -> Detection | None:
+    """Pairs: TRL standard (prompt/chosen/rejected text), TRL conversational (chosen/rejected
+    conversations, the prompt in its own column or inside both), or LLaMA-Factory's sharegpt
+    pairs (the prompt turns in 'conversations', chosen/rejected one {from, value} reply each)."""
+    if not {"chosen", "rejected"} <= cols:
+        return None
+    prompt = "prompt" if "prompt" in cols else next((c for c in _CONVERSATION_COLUMNS if c in cols), None)
+    fields = {"prompt": prompt} if prompt else {}
+    fields.update(chosen="chosen", rejected="rejected")
+    shape = _shape(rows, "chosen")
+    pair = "columns 'chosen' and 'rejected'"
+    if shape == "turn":
+        keys = _turn_keys(_values(rows, "chosen")[0])
+        where = f"the prompt turns in '{prompt}'" if prompt else "no prompt column"
+        source = "LLaMA-Factory sharegpt" if keys == "{from, value}" else "single-reply"
+        evidence = f"{pair} hold one {keys} reply each, {where}: {source} preference pairs"
+    elif shape == "turns":
+        keys = _turn_keys(_values(rows, "chosen")[0][0])
+        if prompt:
+            evidence = f"{pair} hold {keys} conversations, the prompt in '{prompt}': TRL conversational pairs"
+        else:
+            evidence = (
+                f"{pair} hold {keys} conversations and there is no prompt column: the prompt is "
+                "their shared beginning (TRL conversational pairs, implicit prompt)"
+            )
+    elif shape == "text" and not prompt:
+        evidence = (
+            f"{pair} hold text and there is no prompt column: the prompt is their shared "
+            "beginning (TRL standard pairs, implicit prompt)"
+        )
+    elif prompt:
+        evidence = f"columns '{prompt}', 'chosen' and 'rejected': TRL standard preference pairs"
+    else:
+        evidence = f"{pair}, no prompt column: preference pairs with the prompt inside them"
+    return Detection("preference", fields, [evidence])
+
+
+def _detect_kto(cols: set[str], rows: Sequence[Mapping[str, Any]]) -> Detection | None:
+    """Unpaired completions with a true/false label (booleans, not label strings: that is what
+    tells KTO data from classification): a conversation, or prompt + completion."""
+    if "label" not in cols or not _holds_booleans(rows, "label"):
+        return None
+    label = "'label' holds true/false (desirable or not)"
+    conversation = next((c for c in _CONVERSATION_COLUMNS if c in cols), None)
+    if conversation and _shape(rows, conversation) == "turns":
+        return Detection(
+            "kto",
+            {"messages": conversation, "label": "label"},
+            [f"column '{conversation}' holds conversations (the last turn is the completion), {label}: KTO"],
+        )
+    if {"prompt", "completion"} <= cols:
+        return Detection(
+            "kto",
+            {"prompt": "prompt", "completion": "completion", "label": "label"},
+            [f"columns 'prompt' and 'completion', and {label}: KTO"],
+        )
+    return None
+
+
 def detect_format(columns: Sequence[str], sample_rows: Sequence[Mapping[str, Any]]) -> Detection:
     """Guess the format from column names and a few rows, with the evidence for the guess."""
     cols = set(columns)
     if {"instruction", "output"} <= cols:
         fields = {k: v for k, v in DEFAULT_FIELDS["alpaca"].items() if v in cols}
         return Detection("alpaca", fields, [f"columns {sorted(fields.values())} match alpaca"])
+    # before sharegpt and messages: LLaMA-Factory's pairs keep the prompt in 'conversations', and
+    # its KTO rows are 'messages' plus a true/false label
+    for detect in (_detect_preference, _detect_kto):
+        found = detect(cols, sample_rows)
+        if found is not None:
+            return found
     if "conversations" in cols:
         item = _first_list_item(sample_rows, "conversations")
         if isinstance(item, Mapping) and {"from", "value"} <= set(item):
@@ -92,12 +202,6 @@ def detect_format(columns: Sequence[str], sample_rows: Sequence[Mapping[str, Any
                 dict(DEFAULT_FIELDS["messages"]),
                 ["column 'messages' holds {role, content} turns"],
             )
-    if {"prompt", "chosen", "rejected"} <= cols:
-        return Detection(
-            "preference",
-            dict(DEFAULT_FIELDS["preference"]),
-            ["columns prompt/chosen/rejected: preference pairs"],
-        )
     if {"prompt", "completion"} <= cols:
         return Detection(
             "prompt_completion",
@@ -126,8 +230,6 @@ def resolve_format(
     fields: Mapping[str, str],
     columns: Sequence[str],
     sample_rows: Sequence[Mapping[str, Any]],
-    *,
-    allow_untrainable: bool = False,
 ) -> Detection:
     """The recipe's format and fields, with 'auto' detected and missing roles defaulted;
     checks that mapped columns exist.
@@ -137,7 +239,6 @@ def resolve_format(
         fields: The recipe's role -> column overrides.
         columns: The dataset's columns.
         sample_rows: A few rows, to look inside list columns.
-        allow_untrainable: Accept preference pairs (inspection reports them; training cannot).
     """
     if fmt == "auto":
         # a mapped column counts as a column named for its role: {text = 'abstract'} reads as 'text'
@@ -150,15 +251,10 @@ def resolve_format(
                 detection.evidence = [e.replace(f"'{role}'", f"'{real}'") for e in detection.evidence]
         detection.fields.update(fields)
     else:
-        mapped = {k: v for k, v in DEFAULT_FIELDS[fmt].items() if v in columns}
+        mapped = _default_fields(fmt, columns, sample_rows)
         detection = Detection(fmt, {**mapped, **fields}, ["format set in the recipe"])
-    if detection.format == "preference" and not allow_untrainable:
-        raise TunerError(
-            "The data holds preference pairs (prompt/chosen/rejected): tuner recognises them but "
-            "cannot train on them yet (that needs DPO/KTO). Use SFT data, or keep only 'chosen' "
-            "as the completion: set format = 'prompt_completion' and fields = "
-            "{prompt = 'prompt', completion = 'chosen'}."
-        )
+    if detection.format == "kto":
+        _check_kto_layout(detection, columns)
     for role in REQUIRED_ROLES[detection.format]:
         column = detection.fields.get(role)
         if column is None or column not in columns:
@@ -168,6 +264,43 @@ def resolve_format(
                 f"Columns: {', '.join(columns)}. Set fields = {{{role} = '<column>'}}."
             )
     return detection
+
+
+def _default_fields(
+    fmt: str, columns: Sequence[str], sample_rows: Sequence[Mapping[str, Any]]
+) -> dict[str, str]:
+    """The default columns of `fmt` that exist. For the preference formats, the columns detection
+    finds when it agrees on the format: their prompt may sit in 'conversations', and a KTO row is
+    either a conversation or prompt + completion, not both."""
+    if fmt in PREFERENCE_FORMATS:
+        try:
+            detected = detect_format(columns, sample_rows)
+        except TunerError:
+            detected = None
+        if detected is not None and detected.format == fmt:
+            return detected.fields
+    return {k: v for k, v in DEFAULT_FIELDS[fmt].items() if v in columns}
+
+
+def _check_kto_layout(detection: Detection, columns: Sequence[str]) -> None:
+    """A KTO row needs its completion: a conversation (messages), or prompt and completion."""
+    present = {role for role, column in detection.fields.items() if column in columns}
+    if "messages" in present or {"prompt", "completion"} <= present:
+        return
+    raise TunerError(
+        "[data] fields: the kto format needs a conversation whose last turn is the completion "
+        "(fields = {messages = '<column>'}) or a prompt and a completion column (fields = {prompt = "
+        f"'<column>', completion = '<column>'}}), besides the true/false label. "
+        f"Columns: {', '.join(columns)}."
+    )
+
+
+def turn_message(turn: Mapping[str, Any]) -> dict[str, str]:
+    """One turn, {from, value} (sharegpt) or {role, content}, as {role, content}."""
+    if turn.get("from") is not None or ("value" in turn and turn.get("role") is None):
+        speaker = str(turn.get("from"))
+        return {"role": _SHAREGPT_ROLES.get(speaker, speaker), "content": str(turn.get("value") or "")}
+    return {"role": str(turn.get("role")), "content": _content_text(turn.get("content"))}
 
 
 def to_messages(row: Mapping[str, Any], detection: Detection) -> list[dict[str, str]]:

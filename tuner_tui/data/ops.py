@@ -129,6 +129,10 @@ UNLABELED_OP = "drop_unlabeled"
 """Not an op a recipe names: the step the pipeline records when it drops classification rows
 without a label (an empty label would otherwise become a class named "None" or "")."""
 
+UNUSABLE_PAIRS_OP = "drop_unusable_pairs"
+"""Not an op a recipe names: the step the pipeline records when it drops preference pairs (or KTO
+rows) that cannot train: a side missing or blank, chosen == rejected (data/preference.py)."""
+
 OPS_BY_NAME: dict[str, Op] = {op.name: op for op in OPS}
 
 UNAVAILABLE_OPS: dict[str, str] = {

@@ -13,18 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tuner_tui.data.report import DataReport
-
-BAR_WIDTH = 40
-_BLOCKS = " ▏▎▍▌▋▊▉█"
-
-
-def bar(value: float, largest: float, width: int = BAR_WIDTH) -> str:
-    """A horizontal bar of unicode blocks, `width` cells for `largest`."""
-    if largest <= 0:
-        return ""
-    eighths = round(value / largest * width * 8)
-    full, rest = divmod(eighths, 8)
-    return "█" * full + (_BLOCKS[rest] if rest else "")
+from tuner_tui.views.bars import bar, bin_labels
 
 
 def _histogram(title: str, summary: dict[str, Any]) -> Table:
@@ -32,12 +21,46 @@ def _histogram(title: str, summary: dict[str, Any]) -> Table:
     histogram = summary.get("histogram")
     if not histogram:
         return table
-    edges, counts = histogram["edges"], histogram["counts"]
+    counts = histogram["counts"]
     top = max(counts) or 1
-    for i, count in enumerate(counts):
-        last = i == len(counts) - 1
-        label = f"≥{edges[i]:,.0f}" if last else f"{edges[i]:,.0f}–{edges[i + 1]:,.0f}"
+    for label, count in zip(bin_labels(histogram), counts, strict=True):
         table.add_row(label, bar(count, top, 36), f"{count:,}")
+    return table
+
+
+def _pairs_table(pairs: dict[str, Any]) -> Table:
+    """Preference pairs: how many can train, why not, lengths of each side, truncation, length bias."""
+    unit = pairs["unit"]
+    table = Table(title="Pairs", caption=Text(f"{unit}: {pairs['counted_with']}"), show_header=False)
+    table.add_row("pairs", f"{pairs['pairs']:,} ({pairs['usable']:,} can train)")
+    table.add_row("chosen = rejected", f"{pairs['identical']:,}")
+    table.add_row("missing chosen / rejected", f"{pairs['missing_chosen']:,} / {pairs['missing_rejected']:,}")
+    table.add_row("empty prompt", f"{pairs['empty_prompt']:,}")
+    for side in ("prompt", "chosen", "rejected"):
+        s = pairs[f"{side}_lengths"]
+        if s["max"] is not None:
+            table.add_row(f"{side} {unit}", f"p50 {s['p50']:,} · p95 {s['p95']:,} · max {s['max']:,}")
+    if pairs["chosen_longer_share"] is not None:
+        table.add_row("chosen longer", f"in {pairs['chosen_longer_share']:.0%} of pairs")
+    if pairs["truncated_share"] is not None:
+        table.add_row(
+            f"over max_length {pairs['max_length']}",
+            f"{pairs['truncated']:,} ({pairs['truncated_share']:.1%})",
+        )
+    near = pairs["near_duplicate_prompts"]
+    if near is not None:
+        table.add_row(
+            f"near-duplicate prompts (≥{near['threshold']:g})",
+            f"{near['clusters']:,} clusters ({near['rows']:,} extra rows)",
+        )
+    return table
+
+
+def _kto_table(kto: dict[str, Any]) -> Table:
+    table = Table(title="KTO labels", show_header=False)
+    table.add_row("desirable (true)", f"{kto['desirable']:,}")
+    table.add_row("undesirable (false)", f"{kto['undesirable']:,}")
+    table.add_row("can train", f"{kto['usable']:,} of {kto['rows']:,}")
     return table
 
 
@@ -85,6 +108,11 @@ def render_report(report: DataReport, console: Console) -> None:
         console.print(
             f"max_length {t['max_length']} ({unit}): {t['rows_over']:,} rows ({t['share']:.1%}) would be cut"
         )
+
+    if data.get("pairs"):
+        console.print(_pairs_table(data["pairs"]))
+    if data.get("kto"):
+        console.print(_kto_table(data["kto"]))
 
     quality = Table(title="Duplicates and personal data", show_header=False)
     quality.add_row("exact duplicates", f"{data['exact_duplicates']:,}")

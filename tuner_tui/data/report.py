@@ -7,7 +7,7 @@ at batch by batch and only a handful of examples are kept, masked.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,14 @@ from tuner_tui.data.dedup import (
 from tuner_tui.data.formats import TRAINABLE_FORMATS, Detection, resolve_format, to_messages
 from tuner_tui.data.load import SPLIT_COLUMN, LoadInfo, load_data
 from tuner_tui.data.ops import UNLABELED_OP
+from tuner_tui.data.preference import (
+    Pair,
+    is_conversational,
+    iter_pairs,
+    kto_problems,
+    side_text,
+    tally_pairs,
+)
 from tuner_tui.data.text import arrow_batches, as_text, identity_text, row_text, text_columns, word_counts
 
 if TYPE_CHECKING:
@@ -41,6 +49,8 @@ HISTOGRAM_BINS = 12
 WHITESPACE_LABEL = "whitespace words (no tokenizer given)"
 CONFLICT_EXAMPLES = 3
 _CHAT_FORMATS = ("alpaca", "sharegpt", "messages")
+TRUNCATED_PAIRS_WARN = 0.05
+LENGTH_BIAS_WARN = 0.8
 
 
 def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
@@ -97,6 +107,10 @@ class DataReport:
     warnings: list[str] = field(default_factory=list)
     label_conflicts: dict[str, Any] | None = None
     constant_columns: dict[str, str] = field(default_factory=dict)
+    pairs: dict[str, Any] | None = None
+    """Preference data only: pair counts, lengths of prompt/chosen/rejected, truncation, bias."""
+    kto: dict[str, Any] | None = None
+    """KTO data only: desirable/undesirable counts and rows that cannot train."""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict; keys listed in the issue are always present."""
@@ -130,6 +144,8 @@ class DataReport:
             "warnings": self.warnings,
             "label_conflicts": self.label_conflicts,
             "constant_columns": self.constant_columns,
+            "pairs": self.pairs,
+            "kto": self.kto,
             # the unit of `token_lengths` (and of each example's "tokens"): words without a tokenizer
             "length_unit": self.token_lengths.get("unit", "tokens"),
         }
@@ -178,11 +194,176 @@ class _TokenCounter:
         return np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
 
 
+class _PairCounter:
+    """Lengths of prompt, chosen and rejected as a preference trainer sees them: conversational pairs
+    through the chat template (the prompt with the generation prompt; an answer is what it adds to
+    the prompt), text pairs as plain text with the end-of-sequence token after each answer."""
+
+    def __init__(self, tokenizer: Any, conversational: bool):
+        self.tokenizer = tokenizer
+        self.conversational = conversational
+        self.template: str | None = None
+        self.unit = "tokens" if tokenizer is not None else "words"
+        if tokenizer is None:
+            self.label = WHITESPACE_LABEL
+            return
+        name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
+        if not conversational:
+            self.label = f"tokenizer {name} (text pairs, end-of-sequence after each answer)"
+        elif getattr(tokenizer, "chat_template", None):
+            self.label = f"tokenizer {name} with chat template"
+        else:
+            from tuner_tui.modeling.loading import FALLBACK_CHAT_TEMPLATE
+
+            self.template = FALLBACK_CHAT_TEMPLATE
+            self.label = f"tokenizer {name} with fallback chat template (it has none)"
+
+    def count(self, pairs: list[Pair]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per pair: prompt, chosen and rejected lengths."""
+        if self.tokenizer is None:
+            prompt, chosen, rejected = (
+                word_counts(pa.array([side_text(getattr(p, side)) for p in pairs], pa.string()))
+                .to_numpy(zero_copy_only=False)
+                .astype(np.int64)
+                for side in ("prompt", "chosen", "rejected")
+            )
+            return prompt, chosen, rejected
+        if self.conversational:
+            prompts = [self._render(p.prompt, [], generation=True) for p in pairs]
+            chosen_texts = [self._render(p.prompt, p.chosen) for p in pairs]
+            rejected_texts = [self._render(p.prompt, p.rejected) for p in pairs]
+            prompt = self._lengths(prompts, special=False)
+            return (
+                prompt,
+                np.maximum(self._lengths(chosen_texts, special=False) - prompt, 0),
+                np.maximum(self._lengths(rejected_texts, special=False) - prompt, 0),
+            )
+        eos = self.tokenizer.eos_token or ""
+        return (
+            self._lengths([side_text(p.prompt) for p in pairs], special=True),
+            self._lengths([side_text(p.chosen) + eos for p in pairs], special=False),
+            self._lengths([side_text(p.rejected) + eos for p in pairs], special=False),
+        )
+
+    def _render(self, prompt: Any, answer: Any, generation: bool = False) -> str:
+        messages = [
+            *(prompt if isinstance(prompt, list) else []),
+            *(answer if isinstance(answer, list) else []),
+        ]
+        if not messages:
+            return ""
+        return self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=generation, chat_template=self.template
+        )
+
+    def _lengths(self, texts: list[str], *, special: bool) -> np.ndarray:
+        ids = self.tokenizer(texts, add_special_tokens=special)["input_ids"]
+        return np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+
+
+def _pair_findings(
+    dataset: Dataset,
+    detection: Detection,
+    *,
+    tokenizer: Any,
+    max_length: int | None,
+    hasher: MinHasher | None,
+    threshold: float,
+    warnings: list[str],
+) -> dict[str, Any]:
+    """Pair counts, and over the pairs that can train: lengths, truncation at max_length, length
+    bias; near-duplicate prompts over all pairs. Warnings go to `warnings`."""
+    counter = _PairCounter(tokenizer, is_conversational(dataset, detection, ("prompt", "chosen", "rejected")))
+    problems: list[frozenset[str]] = []
+    parts: tuple[list[np.ndarray], ...] = ([], [], [])
+    sigs = []
+    for batch in iter_pairs(dataset, detection):
+        problems.extend(pair.problems for pair in batch)
+        if hasher is not None:
+            sigs.append(hasher.signatures(pa.array([side_text(p.prompt) for p in batch], pa.string())))
+        usable = [pair for pair in batch if not pair.problems]
+        if usable:
+            for part, values in zip(parts, counter.count(usable), strict=True):
+                part.append(values)
+    check = tally_pairs(problems)
+    prompt, chosen, rejected = (np.concatenate(p) if p else np.zeros(0, np.int64) for p in parts)
+    pairs = len(prompt)
+    truncated = None
+    if max_length and pairs:
+        truncated = int(((prompt + chosen > max_length) | (prompt + rejected > max_length)).sum())
+    near = None
+    if sigs:
+        clusters = near_duplicates(np.concatenate(sigs), threshold)
+        near = {
+            "clusters": len(clusters.cluster_sizes()),
+            "rows": int((~clusters.keep_mask()).sum()),
+            "threshold": threshold,
+        }
+    found = {
+        "pairs": check.rows,
+        **{k: v for k, v in asdict(check).items() if k != "rows"},  # usable, and why the others are not
+        "conversational": counter.conversational,
+        "unit": counter.unit,
+        "counted_with": counter.label,
+        "prompt_lengths": length_summary(prompt),
+        "chosen_lengths": length_summary(chosen),
+        "rejected_lengths": length_summary(rejected),
+        "max_length": max_length,
+        "truncated": truncated,
+        "truncated_share": round(truncated / pairs, 4) if truncated is not None else None,
+        "chosen_longer_share": round(float((chosen > rejected).mean()), 4) if pairs else None,
+        "near_duplicate_prompts": near,
+    }
+    warnings.extend(_pair_warnings(found, check.summary()))
+    return found
+
+
+def _pair_warnings(found: dict[str, Any], unusable: str) -> list[str]:
+    warnings = []
+    if found["identical"]:
+        warnings.append(
+            f"{found['identical']:,} pair(s) have chosen identical to rejected: they teach no preference "
+            "and are left out of training."
+        )
+    if any(found[k] for k in ("missing_chosen", "missing_rejected", "empty_prompt", "different_prompts")):
+        warnings.append(f"{unusable}; training leaves them out.")
+    share = found["truncated_share"]
+    if share is not None and share > TRUNCATED_PAIRS_WARN:
+        unit = "tokens" if found["unit"] == "tokens" else "counted in whitespace words"
+        warnings.append(
+            f"{share:.0%} of pairs are longer than max_length = {found['max_length']} ({unit}) with their "
+            "chosen or rejected answer: a truncated chosen answer silently corrupts DPO. Raise "
+            "max_length, or drop the longest pairs (length_filter)."
+        )
+    longer = found["chosen_longer_share"]
+    if longer is not None and longer > LENGTH_BIAS_WARN:
+        warnings.append(
+            f"chosen is longer than rejected in {longer:.0%} of pairs (length bias): the model can learn "
+            "that longer is better rather than what makes an answer better. Balance the pairs, or use a "
+            "length-normalised method (SimPO)."
+        )
+    return warnings
+
+
+def _kto_findings(dataset: Dataset, detection: Detection, warnings: list[str]) -> dict[str, Any]:
+    """Desirable and undesirable counts, and the rows KTO cannot train on."""
+    check = kto_problems(dataset, detection, refuse=False)
+    if check.summary():
+        warnings.append(f"{check.summary()}; training leaves them out.")
+    if check.rows and not (check.desirable and check.undesirable):
+        missing = "undesirable (label false)" if check.desirable else "desirable (label true)"
+        warnings.append(
+            f"The KTO data has no {missing} completions: KTO learns from both kinds. Add some, or check "
+            f"the label column '{detection.fields.get('label')}'."
+        )
+    return asdict(check)
+
+
 def _detect(dataset: Dataset, recipe_data: DataConfig | None) -> Detection:
     sample = dataset.select(range(min(len(dataset), 20))).to_list()
     fmt = recipe_data.format if recipe_data else "auto"
     fields = recipe_data.fields if recipe_data else {}
-    return resolve_format(fmt, fields, dataset.column_names, sample, allow_untrainable=True)
+    return resolve_format(fmt, fields, dataset.column_names, sample)
 
 
 def label_codes(labels: pa.Array | pa.ChunkedArray, vocab: dict[str, int]) -> np.ndarray:
@@ -307,6 +488,11 @@ def inspect_dataset(
     detection = _detect(dataset, recipe_data)
     columns = dataset.column_names
     content_cols = text_columns(detection, columns)
+    if not content_cols and detection.format == "kto":  # text.TEXT_ROLES does not list kto
+        content_cols = [
+            detection.fields[r] for r in ("messages", "prompt", "completion") if r in detection.fields
+        ]
+        content_cols = [c for c in content_cols if c in columns]
     mapped_cols = [c for c in detection.fields.values() if c in columns]
     label_col = detection.fields.get("label") if detection.format == "classification" else None
     counter = _TokenCounter(tokenizer, detection)
@@ -425,6 +611,19 @@ def inspect_dataset(
                 "learns one label per text. Add the cleaning step resolve_label_conflicts (keep = "
                 f"'majority' keeps each text's most common label, keep = 'none' drops every such row){ties}."
             )
+    pairs = kto = None
+    if detection.format == "preference":
+        pairs = _pair_findings(
+            dataset,
+            detection,
+            tokenizer=tokenizer,
+            max_length=max_length,
+            hasher=hasher,
+            threshold=near_duplicate_threshold,
+            warnings=warnings,
+        )
+    elif detection.format == "kto":
+        kto = _kto_findings(dataset, detection, warnings)
     constant_columns = constant.found(rows)
     for column, value in constant_columns.items():
         if value.strip() and column != label_col:
@@ -464,6 +663,8 @@ def inspect_dataset(
         warnings=warnings,
         label_conflicts=conflict_finding,
         constant_columns={k: snippet(v) for k, v in constant_columns.items()},
+        pairs=pairs,
+        kto=kto,
     )
 
 

@@ -30,6 +30,7 @@ TEXT_ROLES: dict[str, tuple[str, ...]] = {
     "text": ("text",),
     "classification": ("text",),
     "preference": ("prompt", "chosen", "rejected"),
+    "kto": ("messages", "prompt", "completion"),
 }
 BATCH_ROWS = 8192
 

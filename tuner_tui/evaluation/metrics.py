@@ -39,10 +39,12 @@ METRICS: dict[str, MetricSpec] = {
     "chrf": MetricSpec("causal_lm", "sacrebleu_scores", "chrf"),
     "perplexity": MetricSpec("causal_lm", None, "perplexity"),
     "loss": MetricSpec("causal_lm", None, "loss"),
+    "preference_accuracy": MetricSpec("preference", None, "preference_accuracy"),
 }
 DEFAULT_METRICS = {
     "sequence_classification": ["accuracy", "f1_macro", "precision_macro", "recall_macro"],
     "causal_lm": ["perplexity", "loss", "exact_match", "rouge1", "rouge2", "rouge_l", "bleu", "chrf"],
+    "preference": ["preference_accuracy"],
 }
 
 

@@ -67,12 +67,26 @@ def load_eval_split(recipe: Recipe, tokenizer: Any) -> EvalSplit:
             "are both 0. Set test_fraction (e.g. 0.1) and run again."
         )
     part, sample = sample_rows(parts[name], detection, recipe.evaluation.max_samples, recipe.project.seed)
+    train = parts["train"]
+    if recipe.model.task == "preference":  # TRL's rows: prompt/chosen/rejected, or prompt/completion/label
+        from tuner_tui.evaluation.preference import prompt_text
+
+        rows = _trl_rows(part, detection, recipe).to_list()
+        texts = (prompt_text(row) for row in _trl_rows(train, detection, recipe))
+        return EvalSplit(name, rows, detection, texts, None, sample.to_json())
     rows = part.to_list()
     label_col = detection.fields.get("label")
-    train = parts["train"]
     train_texts = (user_text(row, detection) for row in train)
     train_labels = [str(v) for v in train[label_col]] if label_col else None
     return EvalSplit(name, rows, detection, train_texts, train_labels, sample.to_json())
+
+
+def _trl_rows(part: Any, detection: Detection, recipe: Recipe) -> Any:
+    from tuner_tui.data.preference import to_trl_kto, to_trl_preference
+
+    if detection.format == "kto":
+        return to_trl_kto(part, detection)
+    return to_trl_preference(part, detection)
 
 
 def user_text(row: dict[str, Any], detection: Detection) -> str:
@@ -255,6 +269,44 @@ def _causal(
     return metrics, samples, scorers
 
 
+def _preference(
+    split: EvalSplit,
+    tokenizer: Any,
+    models: dict[str, Any],
+    recipe: Recipe,
+    events: EventWriter,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[dict, list[dict], dict[str, Any]]:
+    """preference_accuracy and margin of base and tuned models on the held-out pairs."""
+    from tuner_tui.evaluation.preference import preference_metrics, texts_of
+    from tuner_tui.modeling.loading import ensure_chat_template
+
+    if split.rows and isinstance(split.rows[0].get("prompt"), list):
+        ensure_chat_template(tokenizer)
+    metrics: dict[str, Any] = {}
+    margins: dict[str, list[float]] = {}
+    scorers: dict[str, Any] = {}
+    for which in ("base", "tuned"):
+        if models[which] is None:
+            continue
+        scorer = CausalScorer(
+            models[which], tokenizer, max_length=recipe.training.max_length, should_stop=should_stop
+        )
+        scorers[which] = scorer
+        metrics[which], margins[which] = preference_metrics(scorer, tokenizer, split.rows)
+        events.emit("eval", split=split.name, model=which, examples=len(split.rows), **metrics[which])
+    samples = []
+    if split.rows and "chosen" in split.rows[0]:
+        texts = texts_of(split.rows, tokenizer)
+        for i in range(len(split.rows)):
+            (prompt, chosen), (_, rejected) = texts[2 * i], texts[2 * i + 1]
+            entry: dict[str, Any] = {"input": prompt, "chosen": chosen, "rejected": rejected}
+            for which, values in margins.items():
+                entry[f"{which}_margin"] = values[i]
+            samples.append(entry)
+    return metrics, samples, scorers
+
+
 def objective_verdicts(
     recipe: Recipe, metrics: dict[str, dict[str, Any]], split_name: str
 ) -> tuple[str, list[dict]]:
@@ -325,6 +377,9 @@ def evaluate_run(
             split, tokenizer, models, recipe, names, events, should_stop
         )
         rank_key = "tuned_p_reference"
+    elif task == "preference":
+        metrics, samples, scorers = _preference(split, tokenizer, models, recipe, events, should_stop)
+        rank_key = "tuned_margin"
     else:
         metrics, samples, scorers = _causal(split, tokenizer, models, recipe, names, events, should_stop)
         rank_key = "tuned_rouge_l"
@@ -355,11 +410,17 @@ def _bias(
 ) -> dict[str, Any]:
     from tuner_tui.evaluation.bias import bias_report
 
-    test_texts = [user_text(row, split.detection) for row in split.rows]
+    if recipe.model.task == "preference":
+        from tuner_tui.evaluation.preference import prompt_text
+
+        test_texts = [prompt_text(row) for row in split.rows]
+    else:
+        test_texts = [user_text(row, split.detection) for row in split.rows]
     pairs = pairs_file or (Path(recipe.bias.pairs_file) if recipe.bias.pairs_file else None)
     return bias_report(
         config=recipe.bias,
-        task=recipe.model.task,
+        # Preference tuning makes a causal LM: its bias is probed as any causal LM's is.
+        task="causal_lm" if recipe.model.task == "preference" else recipe.model.task,
         base=scorers.get("base"),
         tuned=scorers["tuned"],
         train_texts=split.train_texts,

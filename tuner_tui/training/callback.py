@@ -33,6 +33,21 @@ def _finite(value: Any) -> bool:
     return value is None or math.isfinite(float(value))
 
 
+# TRL's preference trainers log these (per logging window); metric events carry them by these names.
+PREFERENCE_LOG_KEYS = {
+    "rewards/accuracies": "reward_accuracy",
+    "rewards/margins": "reward_margin",
+    "rewards/chosen": "chosen_reward",
+    "rewards/rejected": "rejected_reward",
+    "kl": "kl",
+}
+
+
+def preference_metrics(logs: dict[str, float], prefix: str = "") -> dict[str, float]:
+    """The reward figures of a TRL preference trainer's log line, by the names events use."""
+    return {name: logs[prefix + key] for key, name in PREFERENCE_LOG_KEYS.items() if prefix + key in logs}
+
+
 class EventCallback(TrainerCallback):
     """Turns Trainer logs into `metric`/`eval` events and commits checkpoints atomically.
 
@@ -103,6 +118,7 @@ class EventCallback(TrainerCallback):
                 tokens_per_s=(tokens - self._last_tokens) / elapsed,
                 tokens_seen=tokens,
                 eta_s=eta,
+                **preference_metrics(logs),
             )
             self._last_log_time, self._last_tokens = now, tokens
             if now - self._last_state_write >= STATE_EVERY_S:
@@ -119,6 +135,8 @@ class EventCallback(TrainerCallback):
             )
         elif "eval_loss" in logs:
             metrics = {k.removeprefix("eval_"): v for k, v in logs.items() if k.startswith("eval_")}
+            metrics = {k: v for k, v in metrics.items() if "/" not in k}  # TRL's own, renamed below
+            metrics.update(preference_metrics(logs, prefix="eval_"))
             self.events.emit("eval", split="validation", step=step, epoch=state.epoch, **metrics)
 
     # -- requests ---------------------------------------------------------------------------

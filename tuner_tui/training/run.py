@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuner_tui.data.clean import unlabeled_message
-from tuner_tui.data.ops import UNLABELED_OP
+from tuner_tui.data.clean import StepReport, unlabeled_message
+from tuner_tui.data.ops import UNLABELED_OP, UNUSABLE_PAIRS_OP
 from tuner_tui.errors import TunerError
 from tuner_tui.modeling.loading import load_model, load_tokenizer, parameter_counts
 from tuner_tui.modeling.methods import build_method
@@ -31,6 +31,7 @@ from tuner_tui.training.examples import (
     make_collator,
     prepare_data,
 )
+from tuner_tui.training.preference import preference_trainer, prepare_preference_data
 
 
 def resolve_device(requested: str) -> str:
@@ -118,6 +119,18 @@ def training_arguments(
 ) -> Any:
     from transformers import TrainingArguments
 
+    return TrainingArguments(**training_values(recipe, run, device, has_validation, no_split_modules))
+
+
+def training_values(
+    recipe: Recipe,
+    run: RunDir,
+    device: str,
+    has_validation: bool,
+    no_split_modules: list[str] | None = None,
+) -> dict[str, Any]:
+    """The TrainingArguments of a run, as keywords: TRL's preference configs (subclasses of
+    TrainingArguments) are built from the same ones, so every trainer runs the same loop."""
     t = recipe.training
     dtype = recipe.model.dtype
     if dtype == "auto":
@@ -132,7 +145,7 @@ def training_arguments(
         )
     else:
         eval_kwargs = {"eval_strategy": "no"}
-    return TrainingArguments(
+    return dict(
         output_dir=str(run.checkpoints),
         per_device_train_batch_size=t.batch_size,
         per_device_eval_batch_size=t.batch_size,
@@ -202,17 +215,14 @@ def train(
     # One rank per node fills the caches (datasets' Arrow files, transcoded copies) before the rest.
     with local_main_first(rank):
         tokenizer = load_tokenizer(recipe.model)
-        data = prepare_data(recipe, tokenizer)
+        preference = recipe.model.task == "preference"
+        data = prepare_preference_data(recipe, tokenizer) if preference else prepare_data(recipe, tokenizer)
     if data.source is not None:
         for step in data.source.cleaning:
-            automatic = step.op == UNLABELED_OP
             events.emit(
                 "log",
-                level="warning" if automatic else "info",
-                message=unlabeled_message(step)
-                if automatic
-                else f"Cleaning {step.op}: {step.rows_before} -> {step.rows_after} rows"
-                + (f", {step.changed_rows} changed" if step.changed_rows else ""),
+                level="warning" if step.details.get("automatic") else "info",
+                message=cleaning_message(step),
                 cleaning=step.to_json(),
             )
     if on_data is not None:
@@ -248,16 +258,19 @@ def train(
         base.accepts_loss_kwargs = False
     if recipe.training.gradient_checkpointing:
         base.enable_input_require_grads()
-    args = training_arguments(
+    values = training_values(
         recipe, run, device, data.validation is not None, getattr(base, "_no_split_modules", None)
     )
-    setup = build_method(
-        base,
-        recipe.method,
-        recipe.model.task,
-        total_steps=planned_steps(recipe, len(data.train)),
-        gradient_checkpointing=recipe.training.gradient_checkpointing,
-    )
+    if preference and recipe.preference.start_from:
+        setup = start_from_adapter(base, recipe)
+    else:
+        setup = build_method(
+            base,
+            recipe.method,
+            recipe.model.task,
+            total_steps=planned_steps(recipe, len(data.train)),
+            gradient_checkpointing=recipe.training.gradient_checkpointing,
+        )
     model = setup.model
     trainable, total = parameter_counts(model)
     events.emit(
@@ -278,16 +291,21 @@ def train(
         rank,
         verified=[resume_from] if resume_from else [],
     )
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=data.train,
-        eval_dataset=data.validation,
-        data_collator=make_collator(recipe, tokenizer),
-        processing_class=tokenizer,
-        callbacks=[callback, *setup.callbacks],
-        compute_metrics=classification_accuracy if data.id2label else None,
-    )
+    if preference:
+        trainer = preference_trainer(recipe, model, tokenizer, values, data, [callback, *setup.callbacks])
+    else:
+        from transformers import TrainingArguments
+
+        trainer = Trainer(
+            model=model,
+            args=TrainingArguments(**values),
+            train_dataset=data.train,
+            eval_dataset=data.validation,
+            data_collator=make_collator(recipe, tokenizer),
+            processing_class=tokenizer,
+            callbacks=[callback, *setup.callbacks],
+            compute_metrics=classification_accuracy if data.id2label else None,
+        )
     trainer.remove_callback(PrinterCallback)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     if not callback.stop_requested:
@@ -299,6 +317,49 @@ def train(
         elif rank.primary:
             save_adapter(model, tokenizer, data, run.adapter)
     return TrainingOutcome(model, tokenizer, data, trainer.state.global_step, callback.stop_requested)
+
+
+def cleaning_message(step: StepReport) -> str:
+    """The run log's line for one cleaning step: the recipe's, or one the pipeline took itself."""
+    if step.op == UNLABELED_OP:
+        return unlabeled_message(step)
+    if step.op == UNUSABLE_PAIRS_OP:
+        return (
+            f"{step.details['why']}; they were dropped (recorded as step '{UNUSABLE_PAIRS_OP}'), "
+            f"leaving {step.rows_after}."
+        )
+    changed = f", {step.changed_rows} changed" if step.changed_rows else ""
+    return f"Cleaning {step.op}: {step.rows_before} -> {step.rows_after} rows{changed}"
+
+
+def start_from_adapter(base: Any, recipe: Recipe) -> Any:
+    """The adapter of `[preference] start_from` (a run directory, or an adapter folder) on the
+    base model, trainable: preference tuning continues from it."""
+    from peft import PeftModel
+
+    from tuner_tui.modeling.methods import MethodSetup
+
+    folder = resolve_start_from(recipe.preference.start_from)
+    model = PeftModel.from_pretrained(base, str(folder), is_trainable=True)
+    return MethodSetup(model=model, notes=[f"starting from the adapter in {folder}"])
+
+
+def resolve_start_from(start_from: str) -> Path:
+    """The adapter folder `[preference] start_from` names: a run directory's `adapter/`, or the
+    folder itself when it holds adapter_config.json.
+
+    Raises:
+        TunerError: neither, saying what was found.
+    """
+    path = Path(start_from).expanduser()
+    for folder in (path / "adapter", path):
+        if (folder / "adapter_config.json").is_file():
+            return folder
+    raise TunerError(
+        f"[preference] start_from = '{start_from}' is neither a run directory with a trained adapter "
+        "(adapter/adapter_config.json) nor an adapter folder: point it at a completed run (tuner "
+        "runs lists them) or at a folder written by save_pretrained."
+    )
 
 
 def planned_steps(recipe: Recipe, train_rows: int) -> int:
@@ -328,7 +389,13 @@ def save_adapter(model: Any, tokenizer: Any, data: PreparedData, path: Path) -> 
     config = getattr(model, "config", None)
     if config is not None and hasattr(config, "use_cache"):
         config.use_cache = True  # build_method turned it off for training; inference wants it
-    model.save_pretrained(str(path), safe_serialization=True)
+    adapters = getattr(model, "peft_config", None)
+    if isinstance(adapters, dict) and len(adapters) > 1:
+        # DPO's frozen reference is a second adapter ("ref", TRL's copy of the starting one):
+        # the run's adapter is the trained one alone.
+        model.save_pretrained(str(path), safe_serialization=True, selected_adapters=["default"])
+    else:
+        model.save_pretrained(str(path), safe_serialization=True)
     tokenizer.save_pretrained(str(path))
     save_labels(data, path)
 

@@ -8,16 +8,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-_BLOCKS = " ▏▎▍▌▋▊▉█"
-
-
-def bar(value: float, largest: float, width: int) -> str:
-    """A bar of unicode blocks, eighth-cell precise; `width` cells stand for `largest`."""
-    if largest <= 0 or value <= 0:
-        return ""
-    eighths = max(1, round(value / largest * width * 8))  # a non-empty bin never looks empty
-    full, rest = divmod(eighths, 8)
-    return "█" * full + (_BLOCKS[rest] if rest else "")
+from tuner_tui.views.bars import bar, bin_labels
 
 
 class Histogram(Static):
@@ -53,12 +44,8 @@ class Histogram(Static):
         if not summary or not summary.get("histogram"):
             self.update(Text(f"{self.title}: no rows", style="dim"))
             return
-        edges, counts = summary["histogram"]["edges"], summary["histogram"]["counts"]
-        # The last bin also holds everything above the 99th percentile.
-        labels = [
-            f"≥{edges[i]:,.0f}" if i == len(counts) - 1 else f"{edges[i]:,.0f}–{edges[i + 1]:,.0f}"
-            for i in range(len(counts))
-        ]
+        counts = summary["histogram"]["counts"]
+        labels = bin_labels(summary["histogram"])
         numbers = [f"{count:,}" for count in counts]
         room = self.content_size.width - max(map(len, labels)) - max(map(len, numbers)) - 2
         width = min(self.bar_width, room) if self.content_size.width else self.bar_width

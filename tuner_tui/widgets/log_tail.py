@@ -56,7 +56,14 @@ _NOISE = re.compile(
     r"|Writing model shards|Loading checkpoint shards"
     r"|huggingface/tokenizers: The current process just got forked"
     r"|^\[transformers\]|^Some weights of \w+ were not initialized"
-    r"|^You should probably TRAIN this model",
+    r"|^You should probably TRAIN this model"
+    # transformers 5's load report under "[transformers] ... LOAD REPORT": a table of the weights
+    # that were missing (a new classification head: expected) or unexpected, and its notes.
+    r"|^Key\s*\|\s*Status\s*\|"
+    r"|^-+\+-+"
+    r"|^\S+\s*\|\s*(?:MISSING|UNEXPECTED|MISMATCH)\s*\|"
+    r"|^Notes:\s*$"
+    r"|^- (?:MISSING|UNEXPECTED|MISMATCH):",
     re.IGNORECASE,
 )
 

@@ -1,0 +1,149 @@
+"""Preference tuning through TRL in tuner's worker (issue 14): a planted preference is learnt with
+DPO, every loss trains and reloads, and the metric events carry the reward figures."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.tiny import build_tiny_llama, write_jsonl
+from tuner_tui.recipe import read_recipe
+from tuner_tui.runs.events import iter_events
+from tuner_tui.runs.launcher import create_run
+from tuner_tui.runs.state import read_raw_state
+from tuner_tui.runs.worker import run_worker
+
+POLITE = "Thank you for asking."
+RUDE = "Do not ask me again."  # as long as POLITE: length alone tells the answers apart in neither
+TOPICS = ["the weather", "a refund", "my order", "the password", "the invoice", "a delivery", "the app"]
+
+
+def planted_pairs(n: int, seed: int = 0) -> list[dict[str, str]]:
+    """Pairs whose chosen answer ends with a fixed polite phrase and whose rejected one with a rude
+    one: otherwise the same words, so the ending is all there is to prefer."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        topic = rng.choice(TOPICS)
+        answer = f"I can help with {topic}, case {i % 9}."
+        prompt = f"Question about {topic}?"
+        rows.append({"prompt": prompt, "chosen": f"{answer} {POLITE}", "rejected": f"{answer} {RUDE}"})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def polite_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    corpus = [f"{r['prompt']} {r[side]}" for r in planted_pairs(64) for side in ("chosen", "rejected")]
+    return build_tiny_llama(tmp_path_factory.mktemp("polite") / "model", corpus=corpus, vocab_size=300)
+
+
+def preference_recipe(
+    folder: Path, model: Path, data: Path, loss: str, beta: float = 0.1, **training: object
+) -> Path:
+    settings = {"max_steps": 30, "batch_size": 8, "learning_rate": 0.02, "save_every_steps": 10,
+                "max_length": 48, "log_every_steps": 2, **training}  # fmt: skip
+    lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in settings.items())
+    recipe = folder / f"recipe-{loss}.toml"
+    recipe.write_text(
+        f"""schema_version = 1
+[project]
+name = "polite-{loss}"
+seed = 11
+[[objectives]]
+metric = "preference_accuracy"
+target = 0.9
+[data]
+path = "{data}"
+validation_fraction = 0.1
+test_fraction = 0.2
+[model]
+name_or_path = "{model}"
+task = "preference"
+[method]
+type = "lora"
+r = 8
+alpha = 16.0
+dropout = 0.0
+[preference]
+loss = "{loss}"
+beta = {beta}
+[evaluation]
+max_samples = 64
+[bias]
+enabled = false
+[training]
+{lines}
+""",
+        encoding="utf-8",
+    )
+    return recipe
+
+
+def run_in_process(recipe: Path, runs: Path) -> tuple[dict, list[dict]]:
+    run = create_run(recipe, runs)
+    code = run_worker(run.root, threading.Event())
+    assert code == 0, run.log.read_text() if run.log.exists() else ""
+    assert read_raw_state(run.state)["phase"] == "completed"
+    report = json.loads((run.report / "report.json").read_text(encoding="utf-8"))
+    return report, list(iter_events(run.events))
+
+
+def test_dpo_learns_a_planted_preference(polite_model: Path, tmp_path: Path) -> None:
+    data = write_jsonl(tmp_path / "pairs.jsonl", planted_pairs(200))
+    recipe = preference_recipe(tmp_path, polite_model, data, "dpo")
+    assert not read_recipe(recipe)[1]
+    report, events = run_in_process(recipe, tmp_path / "runs")
+
+    base = report["metrics"]["base"]["preference_accuracy"]
+    tuned = report["metrics"]["tuned"]["preference_accuracy"]
+    print(f"preference_accuracy base {base:.3f} tuned {tuned:.3f}")
+    assert tuned >= 0.9 and tuned > base + 0.2, (base, tuned)
+    assert report["verdict"] == "pass"
+    metrics = [e for e in events if e["type"] == "metric"]
+    assert {"reward_accuracy", "reward_margin", "chosen_reward", "rejected_reward"} <= set(metrics[-1])
+    assert metrics[-1]["reward_margin"] > metrics[0]["reward_margin"]
+    assert report["samples"], "the report shows pairs with their margins"
+
+
+@pytest.mark.parametrize("loss", ["ipo", "orpo", "simpo", "kto"])
+def test_every_loss_trains_and_the_loss_falls(polite_model: Path, tmp_path: Path, loss: str) -> None:
+    data = write_jsonl(tmp_path / "pairs.jsonl", planted_pairs(120))
+    # KTO's loss moves slowly at DPO's beta: each answer is judged alone, against a KL estimate.
+    beta = 1.0 if loss == "kto" else 0.1
+    recipe = preference_recipe(tmp_path, polite_model, data, loss, beta=beta, max_steps=24)
+    report, events = run_in_process(recipe, tmp_path / "runs")
+    losses = [e["loss"] for e in events if e["type"] == "metric"]
+    third = len(losses) // 3
+    assert third >= 2 and sum(losses[-third:]) < sum(losses[:third]), losses
+    assert "preference_accuracy" in report["metrics"]["tuned"]
+
+
+@pytest.mark.parametrize("loss", ["dpo", "ipo", "orpo", "simpo", "kto"])
+def test_the_saved_adapter_reloads_with_the_logits_it_trained_to(
+    polite_model: Path, tmp_path: Path, loss: str
+) -> None:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tuner_tui.recipe import load_recipe
+    from tuner_tui.runs.events import EventWriter
+    from tuner_tui.training.run import train
+
+    data = write_jsonl(tmp_path / "pairs.jsonl", planted_pairs(60))
+    recipe_path = preference_recipe(tmp_path, polite_model, data, loss, max_steps=4)
+    run = create_run(recipe_path, tmp_path / "runs")
+    with EventWriter(run.events) as events:
+        outcome = train(load_recipe(run.recipe), run, events, threading.Event())
+    assert sorted(p.name for p in run.adapter.iterdir() if p.is_dir()) == []  # no reference copy saved
+    tokenizer = AutoTokenizer.from_pretrained(str(polite_model))
+    batch = tokenizer(["Question about a refund? I can help with a refund."], return_tensors="pt")
+    with torch.no_grad():
+        expected = outcome.model.eval()(**batch).logits
+        base = AutoModelForCausalLM.from_pretrained(str(polite_model))
+        actual = PeftModel.from_pretrained(base, str(run.adapter)).eval()(**batch).logits
+    assert torch.equal(expected, actual)
