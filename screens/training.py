@@ -493,6 +493,9 @@ class TrainingScreen(StepScreen):
         ]
         if len(view.eval_loss):
             cells.append(Cell("eval loss", _fmt(view.eval_loss.last, ".4f")))
+        if "reward_margin" in metric:
+            cells.append(Cell("reward margin", _fmt(metric.get("reward_margin"), ".3f")))
+            cells.append(Cell("reward acc", _fmt(metric.get("reward_accuracy"), ".2f")))
         self.query_one(MetricCells).set_cells(cells)
 
         stats = Text()
@@ -510,9 +513,17 @@ class TrainingScreen(StepScreen):
         if len(view.eval_loss):
             loss_traces.append(Trace("eval", *view.eval_loss.plot_points(), points=True, color="orange"))
         cast("MetricChart", self.query_one("#loss-chart")).show(loss_traces)
-        cast("MetricChart", self.query_one("#lr-chart")).show(
-            [Trace("lr", *view.lr.plot_points(), color="green")]
-        )
+        second = cast("MetricChart", self.query_one("#lr-chart"))
+        if len(view.reward_margin):  # a preference run: what it learns shows here, not the schedule
+            second.show(
+                [
+                    Trace("margin", *view.reward_margin.plot_points(), color="green"),
+                    Trace("accuracy", *view.reward_accuracy.plot_points(), color="magenta"),
+                ],
+                title="reward margin and accuracy",
+            )
+        else:
+            second.show([Trace("lr", *view.lr.plot_points(), color="green")], title="learning rate")
 
     # --- the recipe's loop settings -------------------------------------------------------------
 

@@ -40,8 +40,22 @@ def preflight_problems(recipe: Recipe, base_dir: Path | None) -> list[Problem]:
     found += _model_problems(recipe, base_dir)
     found += _split_problems(recipe, base_dir)
     found += _bias_problems(recipe, base_dir)
+    found += _start_from_problems(recipe, base_dir)
     found += _device_problems(recipe)
     return found
+
+
+def _start_from_problems(recipe: Recipe, base_dir: Path | None) -> list[Problem]:
+    from tuner_tui.training.start_from import adapter_folder
+
+    start_from = recipe.preference.start_from
+    if recipe.model.task != "preference" or not start_from:
+        return []
+    try:
+        adapter_folder(start_from, base_dir)
+    except TunerError as error:
+        return [Problem("preference.start_from", str(error))]
+    return []
 
 
 def check_runnable(recipe: Recipe, base_dir: Path | None, source: object) -> None:

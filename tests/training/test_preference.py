@@ -147,3 +147,43 @@ def test_the_saved_adapter_reloads_with_the_logits_it_trained_to(
         base = AutoModelForCausalLM.from_pretrained(str(polite_model))
         actual = PeftModel.from_pretrained(base, str(run.adapter)).eval()(**batch).logits
     assert torch.equal(expected, actual)
+
+
+def test_an_sft_run_followed_by_dpo_from_its_adapter(polite_model: Path, tmp_path: Path) -> None:
+    """SFT on the polite answers, then DPO starting from (and held to) that run's adapter; the
+    DPO run's frozen recipe records which run it continued."""
+    from tests.tiny import write_recipe
+    from tuner_tui.recipe import load_recipe
+
+    sft_rows = [{"prompt": r["prompt"], "completion": r["chosen"]} for r in planted_pairs(80)]
+    sft_data = write_jsonl(tmp_path / "sft.jsonl", sft_rows)
+    sft_recipe = write_recipe(tmp_path / "sft.toml", sft_data, polite_model, max_steps=6)
+    sft = create_run(sft_recipe, tmp_path / "runs")
+    assert run_worker(sft.root, threading.Event()) == 0, sft.log.read_text()
+
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", planted_pairs(80))
+    dpo_recipe = preference_recipe(tmp_path, polite_model, pairs, "dpo", max_steps=6)
+    dpo_recipe.write_text(
+        dpo_recipe.read_text().replace("beta = 0.1", f'beta = 0.1\nstart_from = "{sft.root}"'),
+        encoding="utf-8",
+    )
+    report, events = run_in_process(dpo_recipe, tmp_path / "runs-dpo")
+    assert any(f"starting from the adapter in {sft.adapter}" in e.get("message", "") for e in events)
+    (dpo_run,) = [p for p in (tmp_path / "runs-dpo").iterdir() if not p.name.startswith(".")]
+    frozen = load_recipe(dpo_run / "recipe.toml")
+    assert frozen.environment["start_from_recipe_hash"] == load_recipe(sft.recipe).environment["recipe_hash"]
+    assert frozen.preference.start_from == str(sft.adapter.resolve())
+    assert "preference_accuracy" in report["metrics"]["tuned"]
+
+
+def test_a_start_from_that_is_no_adapter_is_refused_before_the_run(
+    polite_model: Path, tmp_path: Path
+) -> None:
+    from tuner_tui.preflight import preflight_problems
+    from tuner_tui.recipe import load_recipe
+
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", planted_pairs(20))
+    recipe = preference_recipe(tmp_path, polite_model, pairs, "dpo")
+    recipe.write_text(recipe.read_text().replace("beta = 0.1", 'beta = 0.1\nstart_from = "no-such-run"'))
+    (problem,) = [p for p in preflight_problems(load_recipe(recipe), tmp_path) if p.path.startswith("pref")]
+    assert problem.path == "preference.start_from" and "neither a run directory" in problem.message

@@ -665,3 +665,28 @@ async def test_attach_only_shows_the_frozen_recipe_read_only(tmp_path: Path) -> 
         assert form.disabled
         assert screen.query_one("#field-training-learning_rate", Input).value == "0.000321"
         assert "frozen recipe of run finished" in text_of(app, "#draft-note")
+
+
+async def test_a_preference_run_charts_its_reward_margin_and_accuracy(tmp_path: Path) -> None:
+    run = new_run(tmp_path / "runs" / "20250101-000000-polite-abcdef", phase="completed", max_steps=10)
+    with EventWriter(run.events) as events:
+        events.emit("status", phase="training", step=0, max_steps=10)
+        for step in range(1, 11):
+            events.emit(
+                "metric", step=step, max_steps=10, loss=0.69 - 0.05 * step, lr=1e-3, grad_norm=0.5,
+                reward_accuracy=0.5 + 0.05 * step, reward_margin=0.1 * step, chosen_reward=0.05 * step,
+                rejected_reward=-0.05 * step,
+            )  # fmt: skip
+        events.emit("status", phase="completed")
+    app = TunerApp(attach=run.root, runs_dir=tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = screen_of(app)
+        await wait_for(pilot, lambda: len(screen.view.reward_margin) == 10, what="the replay")
+        await pilot.pause(REDRAW_GRACE)
+        cells = screen.query_one(MetricCells).as_text()
+        assert "reward margin 1.000" in cells and "reward acc 1.00" in cells
+        chart = screen.query_one("#lr-chart", MetricChart)
+        assert chart.title == "reward margin and accuracy"
+        margin, accuracy = chart.traces
+        assert list(margin.ys) == pytest.approx([0.1 * s for s in range(1, 11)])
+        assert list(accuracy.ys) == pytest.approx([0.5 + 0.05 * s for s in range(1, 11)])

@@ -49,31 +49,46 @@ def prompt_text(row: dict[str, Any]) -> str:
 
 def preference_metrics(
     scorer: Any, tokenizer: Any, rows: list[dict[str, Any]]
-) -> tuple[dict[str, float], list[float]]:
-    """{'preference_accuracy', 'preference_margin'} of one model on TRL rows (pairs, or KTO
-    rows), and each pair's margin (for the samples)."""
+) -> tuple[dict[str, float], list[float | None]]:
+    """{'preference_accuracy', 'preference_margin', 'pairs_scored', 'pairs_cut'} of one model on
+    TRL rows (pairs, or KTO rows), and each pair's margin (None where it could not be scored).
+
+    A pair whose answer has no token left within max_length (a long prompt) cannot be scored: it
+    is counted in `pairs_cut`, not as a loss. A tie counts half."""
     if not rows:
         return {}, []
+
+    def answers(key: str) -> list[float | None]:
+        return _scores(scorer, [_pair_text(r.get("prompt") or "", r[key], tokenizer) for r in rows])
+
+    margins: list[float | None]
     if "chosen" in rows[0]:
-        chosen = _scores(scorer, [_pair_text(r.get("prompt") or "", r["chosen"], tokenizer) for r in rows])
-        rejected = _scores(
-            scorer, [_pair_text(r.get("prompt") or "", r["rejected"], tokenizer) for r in rows]
-        )
-        margins = [c - r for c, r in zip(chosen, rejected, strict=True)]
+        margins = [
+            c - r if c is not None and r is not None else None
+            for c, r in zip(answers("chosen"), answers("rejected"), strict=True)
+        ]
+        cut = sum(m is None for m in margins)
     else:
-        scores = _scores(
-            scorer, [_pair_text(r.get("prompt") or "", r["completion"], tokenizer) for r in rows]
-        )
-        good = [s for s, r in zip(scores, rows, strict=True) if r["label"]]
-        bad = [s for s, r in zip(scores, rows, strict=True) if not r["label"]]
-        margins = [g - b for g in good for b in bad][:MAX_KTO_PAIRS]
-    if not margins:
-        return {}, []
-    accuracy = sum(m > 0 for m in margins) / len(margins)
-    return {"preference_accuracy": accuracy, "preference_margin": sum(margins) / len(margins)}, margins
+        scores = answers("completion")
+        good = [s for s, r in zip(scores, rows, strict=True) if r["label"] and s is not None]
+        bad = [s for s, r in zip(scores, rows, strict=True) if not r["label"] and s is not None]
+        ranked = [g - b for g in good for b in bad][:MAX_KTO_PAIRS]
+        margins = [m for m in ranked]
+        cut = sum(s is None for s in scores)
+    scored = [m for m in margins if m is not None]
+    if not scored:
+        return {"pairs_scored": 0, "pairs_cut": cut}, margins
+    accuracy = sum(1.0 if m > 0 else 0.5 if m == 0 else 0.0 for m in scored) / len(scored)
+    return {
+        "preference_accuracy": accuracy,
+        "preference_margin": sum(scored) / len(scored),
+        "pairs_scored": len(scored),
+        "pairs_cut": cut,
+    }, margins
 
 
-def _scores(scorer: Any, pairs: list[tuple[str, str]]) -> list[float]:
-    """Mean log-probability per answer token of each (prompt, answer)."""
+def _scores(scorer: Any, pairs: list[tuple[str, str]]) -> list[float | None]:
+    """Mean log-probability per answer token of each (prompt, answer); None when no answer token
+    fits within max_length."""
     sums, counts = scorer.continuation_logprob([p for p, _ in pairs], [a for _, a in pairs])
-    return [float(s) / max(int(c), 1) for s, c in zip(sums, counts, strict=True)]
+    return [float(s) / int(c) if int(c) > 0 else None for s, c in zip(sums, counts, strict=True)]

@@ -284,7 +284,7 @@ def _preference(
     if split.rows and isinstance(split.rows[0].get("prompt"), list):
         ensure_chat_template(tokenizer)
     metrics: dict[str, Any] = {}
-    margins: dict[str, list[float]] = {}
+    margins: dict[str, list[float | None]] = {}
     scorers: dict[str, Any] = {}
     for which in ("base", "tuned"):
         if models[which] is None:
@@ -294,7 +294,8 @@ def _preference(
         )
         scorers[which] = scorer
         metrics[which], margins[which] = preference_metrics(scorer, tokenizer, split.rows)
-        events.emit("eval", split=split.name, model=which, examples=len(split.rows), **metrics[which])
+        figures = {k: v for k, v in metrics[which].items() if k.startswith("preference_")}
+        events.emit("eval", split=split.name, model=which, examples=len(split.rows), **figures)
     samples = []
     if split.rows and "chosen" in split.rows[0]:
         texts = texts_of(split.rows, tokenizer)
@@ -302,7 +303,8 @@ def _preference(
             (prompt, chosen), (_, rejected) = texts[2 * i], texts[2 * i + 1]
             entry: dict[str, Any] = {"input": prompt, "chosen": chosen, "rejected": rejected}
             for which, values in margins.items():
-                entry[f"{which}_margin"] = values[i]
+                if values[i] is not None:  # None: an answer cut off by max_length, not scored
+                    entry[f"{which}_margin"] = values[i]
             samples.append(entry)
     return metrics, samples, scorers
 

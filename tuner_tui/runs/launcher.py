@@ -266,6 +266,15 @@ def create_run(recipe_path: Path, runs_dir: Path, placement: Placement = LOCAL) 
     if recipe.bias.pairs_file:
         recipe.bias.pairs_file = absolute_if_local(recipe.bias.pairs_file, base)
     recipe.environment = {"source_recipe": str(recipe_path.resolve()), "recipe_hash": recipe_hash}
+    if recipe.model.task == "preference" and recipe.preference.start_from:
+        from tuner_tui.training.start_from import adapter_folder, recipe_hash_of
+
+        start = adapter_folder(recipe.preference.start_from, base)
+        recipe.preference.start_from = str(start.resolve())  # the frozen copy runs from anywhere
+        recipe.environment["start_from"] = str(start.resolve())
+        started_hash = recipe_hash_of(start)
+        if started_hash:  # the run it continues, by its recipe
+            recipe.environment["start_from_recipe_hash"] = started_hash
     run_id = new_run_id(recipe.project.name, recipe_hash)
     runs_root = Path(runs_dir).resolve()
     # Built under a hidden name and renamed into place: a visible run directory is always complete.

@@ -53,6 +53,13 @@ def prepare_preference_data(recipe: Recipe, tokenizer: Any, base_dir: Path | Non
                 )
             rows = to_trl_kto(part, detection)
         parts[name] = rows
+    template = ""
+    if isinstance(parts["train"][0]["prompt"] if len(parts["train"]) else "", list):
+        # Conversational rows: TRL renders them with the tokenizer's chat template.
+        from tuner_tui.modeling.loading import chat_template_origin, ensure_chat_template
+
+        template = chat_template_origin(recipe.model, tokenizer)
+        ensure_chat_template(tokenizer)
     return PreparedData(
         train=parts["train"],
         validation=parts.get("validation"),
@@ -64,6 +71,7 @@ def prepare_preference_data(recipe: Recipe, tokenizer: Any, base_dir: Path | Non
         rows_cleaned=data.rows_cleaned,
         source=data,
         split_rows={name: len(part) for name, part in parts.items()},
+        chat_template=template,
     )
 
 

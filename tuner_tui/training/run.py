@@ -338,28 +338,11 @@ def start_from_adapter(base: Any, recipe: Recipe) -> Any:
     from peft import PeftModel
 
     from tuner_tui.modeling.methods import MethodSetup
+    from tuner_tui.training.start_from import adapter_folder
 
-    folder = resolve_start_from(recipe.preference.start_from)
+    folder = adapter_folder(recipe.preference.start_from)
     model = PeftModel.from_pretrained(base, str(folder), is_trainable=True)
     return MethodSetup(model=model, notes=[f"starting from the adapter in {folder}"])
-
-
-def resolve_start_from(start_from: str) -> Path:
-    """The adapter folder `[preference] start_from` names: a run directory's `adapter/`, or the
-    folder itself when it holds adapter_config.json.
-
-    Raises:
-        TunerError: neither, saying what was found.
-    """
-    path = Path(start_from).expanduser()
-    for folder in (path / "adapter", path):
-        if (folder / "adapter_config.json").is_file():
-            return folder
-    raise TunerError(
-        f"[preference] start_from = '{start_from}' is neither a run directory with a trained adapter "
-        "(adapter/adapter_config.json) nor an adapter folder: point it at a completed run (tuner "
-        "runs lists them) or at a folder written by save_pretrained."
-    )
 
 
 def planned_steps(recipe: Recipe, train_rows: int) -> int:

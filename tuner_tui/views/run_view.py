@@ -44,6 +44,9 @@ class RunView:
     lr: Series = field(default_factory=Series)
     grad_norm: Series = field(default_factory=Series)
     eval_loss: Series = field(default_factory=Series)
+    reward_margin: Series = field(default_factory=Series)
+    """Preference runs: the chosen answers' reward lead over the rejected ones (TRL's margin)."""
+    reward_accuracy: Series = field(default_factory=Series)
     final_evals: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Evaluation of whole models after training, by model ('base', 'tuned')."""
     telemetry: dict[str, Any] | None = None
@@ -59,7 +62,13 @@ class RunView:
             if kind == "metric":
                 step = number(event.get("step"))
                 if step is not None:
-                    for series, key in ((self.loss, "loss"), (self.lr, "lr"), (self.grad_norm, "grad_norm")):
+                    for series, key in (
+                        (self.loss, "loss"),
+                        (self.lr, "lr"),
+                        (self.grad_norm, "grad_norm"),
+                        (self.reward_margin, "reward_margin"),
+                        (self.reward_accuracy, "reward_accuracy"),
+                    ):
                         value = number(event.get(key))
                         if value is not None:
                             series.append(step, value)

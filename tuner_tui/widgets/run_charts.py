@@ -54,8 +54,11 @@ class MetricChart(PlotextPlot):
         if self.y_label:
             plt.ylabel(self.y_label)
 
-    def show(self, traces: Sequence[Trace]) -> None:
-        """Draw these traces instead of the previous ones."""
+    def show(self, traces: Sequence[Trace], title: str | None = None) -> None:
+        """Draw these traces instead of the previous ones (under a new title, if given)."""
+        if title is not None and title != self.title:
+            self.title = title
+            self.plt.title(title)
         self.traces = tuple(traces)
         self.redraws += 1
         plt = self.plt

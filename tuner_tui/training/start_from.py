@@ -1,0 +1,43 @@
+"""`[preference] start_from`: the adapter a preference run starts from (an SFT run's, say).
+
+Standard library only: the wizard and the pre-flight checks read it without the ML stack.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from tuner_tui.errors import TunerError
+
+
+def adapter_folder(start_from: str, base_dir: Path | None = None) -> Path:
+    """The adapter folder `start_from` names: a run directory's `adapter/`, or the folder itself
+    when it holds adapter_config.json (relative paths start at `base_dir`).
+
+    Raises:
+        TunerError: neither, saying what to point it at.
+    """
+    path = Path(start_from).expanduser()
+    if base_dir is not None and not path.is_absolute():
+        path = Path(base_dir) / path
+    for folder in (path / "adapter", path):
+        if (folder / "adapter_config.json").is_file():
+            return folder
+    raise TunerError(
+        f"is '{start_from}', which is neither a run directory with a trained adapter "
+        "(adapter/adapter_config.json) nor an adapter folder: point it at a completed run (`tuner "
+        "runs` lists them) or at a folder written by save_pretrained."
+    )
+
+
+def recipe_hash_of(folder: Path) -> str | None:
+    """The recipe hash of the run an adapter folder belongs to (its frozen recipe's
+    [environment] recipe_hash), when it is a run's."""
+    recipe = folder.parent / "recipe.toml"
+    try:
+        with open(recipe, "rb") as f:
+            value = tomllib.load(f).get("environment", {}).get("recipe_hash")
+    except (OSError, tomllib.TOMLDecodeError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
