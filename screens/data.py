@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual import on, work
@@ -693,7 +694,9 @@ class DataScreen(StepScreen):
         self.query_one("#chars-histogram", Histogram).show(report["char_lengths"], "characters per row")
         unit = report["length_unit"]
         self.query_one("#tokens-histogram", Histogram).show(report["token_lengths"], f"{unit} per row")
-        self.query_one("#report-quality", Static).update(quality_table(report))
+        self.query_one("#report-quality", Static).update(
+            Group(quality_table(report), *preference_tables(report))
+        )
 
     @on(DataFailed)
     def _failed(self, message: DataFailed) -> None:
@@ -750,6 +753,18 @@ def overview_table(report: dict[str, Any]) -> Table:
     for warning in report["warnings"]:
         grid.add_row(Text("warning", style="yellow"), Text(warning, style="yellow"))
     return grid
+
+
+def preference_tables(report: dict[str, Any]) -> list[Table]:
+    """The pairs (or KTO labels) table of preference data, as `tuner inspect` prints it."""
+    from tuner_tui.data.render import kto_table, pairs_table  # rich only, but not needed at start-up
+
+    tables = []
+    if report.get("pairs"):
+        tables.append(pairs_table(report["pairs"]))
+    if report.get("kto"):
+        tables.append(kto_table(report["kto"]))
+    return tables
 
 
 def quality_table(report: dict[str, Any]) -> Table:

@@ -48,6 +48,7 @@ DATA_FORMATS = (
     "kto",
 )
 PAIR_LOSSES = ("dpo", "ipo", "orpo", "simpo")  # need chosen and rejected answers of one prompt
+REFERENCE_LOSSES = ("dpo", "ipo", "kto")  # hold the policy to a frozen reference (ORPO, SimPO: none)
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 METHODS = (
     "lora",

@@ -187,3 +187,49 @@ def test_a_start_from_that_is_no_adapter_is_refused_before_the_run(
     recipe.write_text(recipe.read_text().replace("beta = 0.1", 'beta = 0.1\nstart_from = "no-such-run"'))
     (problem,) = [p for p in preflight_problems(load_recipe(recipe), tmp_path) if p.path.startswith("pref")]
     assert problem.path == "preference.start_from" and "neither a run directory" in problem.message
+
+
+def test_dpo_resumed_after_sigkill_is_bit_identical(polite_model: Path, tmp_path: Path) -> None:
+    """A DPO run killed mid-way and resumed from its last checkpoint writes the same adapter as
+    one that ran through (CPU, full determinism)."""
+    import os
+    import signal
+
+    from tests.runs.test_worker import adapter_tensors, assert_same_tensors, wait_until_done
+    from tests.waiting import events_of, wait_for
+    from tuner_tui.runs.launcher import resume_run, start_run
+
+    data = write_jsonl(tmp_path / "pairs.jsonl", planted_pairs(120))
+    recipe = preference_recipe(tmp_path, polite_model, data, "dpo", max_steps=16, save_every_steps=4)
+    straight = start_run(recipe, tmp_path / "straight")
+    assert wait_until_done(straight)["phase"] == "completed", straight.log.read_text()[-3000:]
+
+    killed = start_run(recipe, tmp_path / "killed")
+    wait_for(lambda: any(c["step"] >= 8 for c in events_of(killed, "checkpoint")), what="checkpoint 8")
+    os.kill(read_raw_state(killed.state)["pid"], signal.SIGKILL)
+    assert wait_until_done(killed, timeout=30)["phase"] == "crashed"
+    resume_run(killed.root)
+    assert wait_until_done(killed)["phase"] == "completed", killed.log.read_text()[-3000:]
+    assert any("Resuming from checkpoint-" in e.get("message", "") for e in events_of(killed, "log"))
+    assert_same_tensors(adapter_tensors(killed.adapter), adapter_tensors(straight.adapter))
+
+
+@pytest.mark.parametrize(
+    "loss, sequences, reference", [("dpo", 2, True), ("orpo", 2, False), ("kto", 1, True)]
+)
+def test_the_memory_estimate_counts_both_answers_and_the_reference(
+    polite_model: Path, tmp_path: Path, loss: str, sequences: int, reference: bool
+) -> None:
+    from tuner_tui.modeling.estimate import estimate_memory
+    from tuner_tui.recipe import load_recipe
+
+    data = write_jsonl(tmp_path / "pairs.jsonl", planted_pairs(20))
+    recipe = load_recipe(preference_recipe(tmp_path, polite_model, data, loss))
+    tuned = estimate_memory(recipe, device_bytes=1 << 40)
+    recipe.model.task = "causal_lm"  # the same model and batch, supervised
+    supervised = estimate_memory(recipe, device_bytes=1 << 40)
+    assert tuned.breakdown["activations"] == sequences * supervised.breakdown["activations"]
+    assert ("reference" in tuned.breakdown) == reference
+    if reference:  # a copy of the LoRA adapter, not of the model
+        assert tuned.breakdown["reference"] == tuned.breakdown["trainable_params"]
+    assert any(note.startswith(f"preference ({loss})") for note in tuned.notes)

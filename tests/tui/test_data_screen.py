@@ -427,3 +427,25 @@ async def test_path_completion_is_relative_to_the_recipe(tmp_path: Path) -> None
     assert await suggester.get_suggestion("da") == "data/"
     assert await suggester.get_suggestion("data/tr") == "data/train.jsonl"
     assert await suggester.get_suggestion("nothing/") is None
+
+
+async def test_preference_pairs_show_their_statistics(tmp_path: Path) -> None:
+    pairs = [
+        {"prompt": f"Question {i}?", "chosen": f"A kind and full answer {i}.", "rejected": f"No {i}."}
+        for i in range(6)
+    ] + [{"prompt": "Same?", "chosen": "Same.", "rejected": "Same."}]
+    write_jsonl(tmp_path / "pairs.jsonl", pairs)
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(
+        RECIPE.replace("train.jsonl", "pairs.jsonl").replace("sequence_classification", "preference"),
+        encoding="utf-8",
+    )
+    app = TunerApp(recipe, runs_dir=tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_data(app, pilot)
+        screen.query_one("#inspect", Button).press()
+        await until(pilot, inspection_shown(screen), "the inspection")
+        assert "detected preference" in text(screen, "#detected")
+        quality = text(screen, "#report-quality")
+        assert "Pairs" in quality and "7 (6 can train)" in quality
+        assert "chosen = rejected" in quality and "in 100% of pairs" in quality

@@ -28,8 +28,9 @@ def _histogram(title: str, summary: dict[str, Any]) -> Table:
     return table
 
 
-def _pairs_table(pairs: dict[str, Any]) -> Table:
-    """Preference pairs: how many can train, why not, lengths of each side, truncation, length bias."""
+def pairs_table(pairs: dict[str, Any]) -> Table:
+    """Preference pairs: how many can train, why not, lengths of each side, truncation, length bias
+    (`tuner inspect` and the wizard's Data step show this one table)."""
     unit = pairs["unit"]
     table = Table(title="Pairs", caption=Text(f"{unit}: {pairs['counted_with']}"), show_header=False)
     table.add_row("pairs", f"{pairs['pairs']:,} ({pairs['usable']:,} can train)")
@@ -56,7 +57,7 @@ def _pairs_table(pairs: dict[str, Any]) -> Table:
     return table
 
 
-def _kto_table(kto: dict[str, Any]) -> Table:
+def kto_table(kto: dict[str, Any]) -> Table:
     table = Table(title="KTO labels", show_header=False)
     table.add_row("desirable (true)", f"{kto['desirable']:,}")
     table.add_row("undesirable (false)", f"{kto['undesirable']:,}")
@@ -110,9 +111,9 @@ def render_report(report: DataReport, console: Console) -> None:
         )
 
     if data.get("pairs"):
-        console.print(_pairs_table(data["pairs"]))
+        console.print(pairs_table(data["pairs"]))
     if data.get("kto"):
-        console.print(_kto_table(data["kto"]))
+        console.print(kto_table(data["kto"]))
 
     quality = Table(title="Duplicates and personal data", show_header=False)
     quality.add_row("exact duplicates", f"{data['exact_duplicates']:,}")

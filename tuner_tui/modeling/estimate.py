@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner_tui.errors import TunerError
-from tuner_tui.recipe import Recipe
+from tuner_tui.recipe import PAIR_LOSSES, REFERENCE_LOSSES, Recipe
 
 # Elements saved for backward per token per decoder layer. Hidden-sized: each RMSNorm keeps its
 # input, the normalised input and its output (the q/k/v or gate/up input) -> 6 for two; SDPA keeps
@@ -595,11 +595,26 @@ def estimate_memory(
         dropout_inputs=dropout_inputs,
         quadratic_attention=attention_kernel == "eager" or (not on_gpu and attention_dropout),
         attention_dropout=attention_dropout,
-        lm_head=recipe.model.task == "causal_lm",
+        lm_head=recipe.model.task in ("causal_lm", "preference"),
         intermediate_copies=_intermediate_copies(meta, config),
     )
     if m.type in ("prompt_tuning", "prefix_tuning"):
         per_sequence = int(per_sequence * (t.max_length + m.num_virtual_tokens) / t.max_length)
+    sequences = 1  # through the model per example
+    reference = 0
+    if recipe.model.task == "preference":
+        loss = recipe.preference.loss
+        if loss in PAIR_LOSSES:
+            sequences = 2  # TRL passes chosen and rejected together: twice the activations
+        if loss in REFERENCE_LOSSES:
+            # The frozen reference: TRL's copy of the adapter, or of the whole model for full tuning;
+            # its forward pass runs without gradients, so it saves no activations.
+            reference = trainable * param_bytes if adapter else weights
+        said = ["chosen and rejected pass together (2 sequences per example)"] if sequences == 2 else []
+        if reference:
+            said.append(f"the frozen reference ({_size(reference)}) adds a forward pass per batch")
+        notes.append(f"preference ({loss}): " + "; ".join(said or ["no reference model"]))
+    per_sequence *= sequences
     gradients = trainable * param_bytes
     step_temporaries = int(trainable * OPTIMIZER_STEP_TEMPORARIES.get(t.optimizer, 0) * param_bytes)
     # Alive for the whole run: weights, adapter weights, optimizer moments.
@@ -608,6 +623,8 @@ def estimate_memory(
         "trainable_params": trainable * param_bytes if adapter else 0,
         "optimizer_state": int(trainable * states * (state_bytes or param_bytes)),
     }
+    if reference:
+        persistent["reference"] = reference
     world = t.world_size
     if world > 1 and t.strategy == "ddp":
         # The reducer's flat buckets (parameter dtype) exist from wrapping to the end of the run.
@@ -694,7 +711,7 @@ def estimate_memory(
         + (
             (
                 "all saved activations and the loss's logits buffers"
-                if recipe.model.task == "causal_lm"
+                if recipe.model.task in ("causal_lm", "preference")
                 else "all saved activations"
             )
             if peak_phase == "start of backward"
