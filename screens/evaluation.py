@@ -34,7 +34,7 @@ from textual.worker import Worker, get_current_worker
 
 from tuner_tui.evaluation.bias.report import PARTS as BIAS_PARTS
 from tuner_tui.evaluation.bias.report import key_numbers, part_headline
-from tuner_tui.evaluation.report import sample_note
+from tuner_tui.evaluation.report import SAMPLE_COLUMNS, sample_note
 from tuner_tui.runs.state import ACTIVE_PHASES, read_state
 from tuner_tui.screens.messages import RunPhaseChanged
 from tuner_tui.screens.step import StepScreen
@@ -51,7 +51,6 @@ STATE_POLL_S = 0.5
 """How often the shown run's state.json is looked at (a stat; read when it changed or is active)."""
 CELL_CHARS = 60
 """Longest sample text shown in a table cell; report.md has the rest."""
-SAMPLE_COLUMNS = ("input", "reference", "base", "tuned")
 
 
 def num(value: Any) -> str:

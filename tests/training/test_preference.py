@@ -83,6 +83,12 @@ enabled = false
     return recipe
 
 
+def report_dir(root: Path) -> Path:
+    """The report folder of the one run under root/runs."""
+    (run,) = [p for p in (root / "runs").iterdir() if not p.name.startswith(".")]
+    return run / "report"
+
+
 def run_in_process(recipe: Path, runs: Path) -> tuple[dict, list[dict]]:
     run = create_run(recipe, runs)
     code = run_worker(run.root, threading.Event())
@@ -100,13 +106,16 @@ def test_dpo_learns_a_planted_preference(polite_model: Path, tmp_path: Path) -> 
 
     base = report["metrics"]["base"]["preference_accuracy"]
     tuned = report["metrics"]["tuned"]["preference_accuracy"]
-    print(f"preference_accuracy base {base:.3f} tuned {tuned:.3f}")
     assert tuned >= 0.9 and tuned > base + 0.2, (base, tuned)
     assert report["verdict"] == "pass"
+    assert report["metrics"]["tuned"]["implicit_reward_accuracy"] >= 0.9
+    assert report["metrics"]["tuned"]["answer_tokens"] > 0 and report["metrics"]["base"]["chosen_tokens"] > 0
     metrics = [e for e in events if e["type"] == "metric"]
     assert {"reward_accuracy", "reward_margin", "chosen_reward", "rejected_reward"} <= set(metrics[-1])
     assert metrics[-1]["reward_margin"] > metrics[0]["reward_margin"]
-    assert report["samples"], "the report shows pairs with their margins"
+    assert report["samples"]["shown"][0]["tuned_margin"] > 0
+    markdown = (Path(report_dir(tmp_path)) / "report.md").read_text(encoding="utf-8")
+    assert "| input | chosen | rejected | base_margin | tuned_margin |" in markdown
 
 
 @pytest.mark.parametrize("loss", ["ipo", "orpo", "simpo", "kto"])
@@ -233,3 +242,62 @@ def test_the_memory_estimate_counts_both_answers_and_the_reference(
     if reference:  # a copy of the LoRA adapter, not of the model
         assert tuned.breakdown["reference"] == tuned.breakdown["trainable_params"]
     assert any(note.startswith(f"preference ({loss})") for note in tuned.notes)
+
+
+def test_kto_trains_on_conversations_marked_good_or_bad(polite_model: Path, tmp_path: Path) -> None:
+    """LLaMA-Factory's kto_en_demo.json layout: `messages` (the last turn is the answer) and a
+    true/false `label`; rendered with the (fallback) chat template."""
+    rows = []
+    for pair in planted_pairs(80):
+        for answer, good in ((pair["chosen"], True), (pair["rejected"], False)):
+            messages = [{"role": "user", "content": pair["prompt"]}, {"role": "assistant", "content": answer}]
+            rows.append({"messages": messages, "label": good})
+    data = write_jsonl(tmp_path / "kto.jsonl", rows)
+    recipe = preference_recipe(tmp_path, polite_model, data, "kto", beta=1.0, max_steps=24)
+    recipe.write_text(recipe.read_text().replace("[data]\n", '[data]\nformat = "kto"\n'), encoding="utf-8")
+    report, events = run_in_process(recipe, tmp_path / "runs")
+    logs = [e.get("message", "") for e in events if e["type"] == "log"]
+    assert any("as 'kto'" in m for m in logs) and any("Chat template: fallback:" in m for m in logs)
+    losses = [e["loss"] for e in events if e["type"] == "metric"]
+    third = len(losses) // 3
+    assert sum(losses[-third:]) < sum(losses[:third]), losses
+    assert report["metrics"]["tuned"]["pairs_scored"] > 0
+
+
+def test_pairs_that_cannot_train_are_dropped_as_a_step_or_refused(tmp_path: Path) -> None:
+    from tuner_tui.data.ops import UNUSABLE_PAIRS_OP
+    from tuner_tui.data.pipeline import load_splits
+    from tuner_tui.errors import TunerError
+    from tuner_tui.recipe import load_recipe
+
+    good = planted_pairs(30)
+    bad = [
+        {"prompt": "Q?", "chosen": "A.", "rejected": "A."},  # identical
+        {"prompt": "Q?", "chosen": "", "rejected": "B."},  # empty chosen
+        {"prompt": "Q?", "chosen": "A.", "rejected": None},  # missing rejected
+    ]
+    data = write_jsonl(tmp_path / "pairs.jsonl", good + bad)
+    recipe = load_recipe(preference_recipe(tmp_path, Path("unused"), data, "dpo"))
+    splits = load_splits(recipe)
+    (step,) = [r for r in splits.cleaning if r.op == UNUSABLE_PAIRS_OP]
+    assert (step.rows_before, step.rows_after) == (33, 30) and step.details["automatic"]
+    assert "3 of 33 pairs cannot train" in step.details["why"]
+
+    write_jsonl(data, [{"prompt": "Q?", "chosen": "Same.", "rejected": "Same."}] * 10)
+    with pytest.raises(TunerError, match="chosen"):
+        load_splits(recipe)
+
+
+def test_pairs_quoted_in_the_report_are_masked_for_pii() -> None:
+    from tuner_tui.evaluation.report import mask_samples
+
+    sample = {
+        "input": "Mail me?",
+        "chosen": "Sure: jane.doe@example.com",
+        "rejected": "No.",
+        "tuned_margin": 1.5,
+    }
+    report = {"samples": {"shown": [sample], "best": [], "worst": []}, "bias": {}}
+    masked = mask_samples(report)["samples"]["shown"][0]
+    assert "jane.doe@example.com" not in masked["chosen"] and masked["tuned_margin"] == 1.5
+    assert masked["chosen"].startswith("Sure: ja")

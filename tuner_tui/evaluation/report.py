@@ -47,7 +47,10 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-SAMPLE_TEXTS = ("input", "reference", "base", "tuned")
+SAMPLE_TEXTS = ("input", "reference", "chosen", "rejected", "base", "tuned")
+"""The texts a sample quotes (masked for PII unless show_raw_samples), in the columns' order."""
+SAMPLE_COLUMNS = (*SAMPLE_TEXTS, "base_margin", "tuned_margin")
+"""A sample's columns in report.md and the Evaluation step: its texts, then preference margins."""
 """The keys of a report sample that hold text: from the data, or generated from it."""
 
 
@@ -173,7 +176,7 @@ def _samples_markdown(samples: dict[str, list[dict]], masked: bool | None = None
         rows = samples.get(key) or []
         if not rows:
             continue
-        columns = [c for c in ("input", "reference", "base", "tuned") if any(c in r for r in rows)]
+        columns = [c for c in SAMPLE_COLUMNS if any(c in r for r in rows)]
         lines += [f"### {title}", "", "| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
         for row in rows:
             lines.append("| " + " | ".join(_cell(row.get(c, "")) for c in columns) + " |")

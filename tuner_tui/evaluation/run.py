@@ -277,8 +277,16 @@ def _preference(
     events: EventWriter,
     should_stop: Callable[[], bool] | None = None,
 ) -> tuple[dict, list[dict], dict[str, Any]]:
-    """preference_accuracy and margin of base and tuned models on the held-out pairs."""
-    from tuner_tui.evaluation.preference import preference_metrics, texts_of
+    """preference_accuracy and margin of base and tuned models on the held-out pairs; for the
+    DPO family the implicit-reward accuracy (tuned against the base model, its reference unless
+    `start_from` set another); and how long each model's answers to a few prompts are, beside
+    the chosen and rejected answers' lengths (a preference run can learn to be long-winded)."""
+    from tuner_tui.evaluation.preference import (
+        implicit_reward_accuracy,
+        preference_metrics,
+        score_answers,
+        texts_of,
+    )
     from tuner_tui.modeling.loading import ensure_chat_template
 
     if split.rows and isinstance(split.rows[0].get("prompt"), list):
@@ -286,6 +294,10 @@ def _preference(
     metrics: dict[str, Any] = {}
     margins: dict[str, list[float | None]] = {}
     scorers: dict[str, Any] = {}
+    scores: dict[str, Any] = {}
+    texts = texts_of(split.rows, tokenizer)
+    pairs = bool(split.rows) and "chosen" in split.rows[0]
+    prompts = [texts[2 * i][0] if pairs else texts[i][0] for i in range(min(len(split.rows), LENGTH_PROMPTS))]
     for which in ("base", "tuned"):
         if models[which] is None:
             continue
@@ -293,20 +305,43 @@ def _preference(
             models[which], tokenizer, max_length=recipe.training.max_length, should_stop=should_stop
         )
         scorers[which] = scorer
-        metrics[which], margins[which] = preference_metrics(scorer, tokenizer, split.rows)
-        figures = {k: v for k, v in metrics[which].items() if k.startswith("preference_")}
+        scores[which] = score_answers(scorer, tokenizer, split.rows)
+        metrics[which], margins[which] = preference_metrics(scores[which], split.rows)
+        answers = scorer.generate(prompts, max_new_tokens=recipe.evaluation.generation.max_new_tokens)
+        metrics[which]["answer_tokens"] = _mean_tokens(tokenizer, answers)
+    if pairs and "base" in scores and not recipe.preference.start_from:
+        reward = implicit_reward_accuracy(scores["tuned"], scores["base"])
+        if reward is not None:
+            metrics["tuned"]["implicit_reward_accuracy"] = reward
+    if pairs:
+        shown = split.rows[:LENGTH_PROMPTS]
+        lengths = {key: _mean_tokens(tokenizer, [texts[2 * i + j][1] for i in range(len(shown))])
+                   for j, key in enumerate(("chosen", "rejected"))}  # fmt: skip
+        for which in metrics:
+            metrics[which].update({f"{key}_tokens": value for key, value in lengths.items()})
+    for which, result in metrics.items():
+        figures = {k: v for k, v in result.items() if k.startswith(("preference_", "implicit_"))}
         events.emit("eval", split=split.name, model=which, examples=len(split.rows), **figures)
     samples = []
-    if split.rows and "chosen" in split.rows[0]:
-        texts = texts_of(split.rows, tokenizer)
+    if pairs:
         for i in range(len(split.rows)):
             (prompt, chosen), (_, rejected) = texts[2 * i], texts[2 * i + 1]
             entry: dict[str, Any] = {"input": prompt, "chosen": chosen, "rejected": rejected}
             for which, values in margins.items():
                 if values[i] is not None:  # None: an answer cut off by max_length, not scored
-                    entry[f"{which}_margin"] = values[i]
+                    entry[f"{which}_margin"] = round(values[i], 4)
             samples.append(entry)
     return metrics, samples, scorers
+
+
+LENGTH_PROMPTS = 8
+"""Held-out prompts each model answers, to compare its answers' length with the pairs'."""
+
+
+def _mean_tokens(tokenizer: Any, texts: list[str]) -> float:
+    if not texts:
+        return 0.0
+    return sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts) / len(texts)
 
 
 def objective_verdicts(
