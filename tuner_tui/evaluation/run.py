@@ -328,8 +328,9 @@ def _preference(
             (prompt, chosen), (_, rejected) = texts[2 * i], texts[2 * i + 1]
             entry: dict[str, Any] = {"input": prompt, "chosen": chosen, "rejected": rejected}
             for which, values in margins.items():
-                if values[i] is not None:  # None: an answer cut off by max_length, not scored
-                    entry[f"{which}_margin"] = round(values[i], 4)
+                margin = values[i]
+                if margin is not None:  # None: an answer cut off by max_length, not scored
+                    entry[f"{which}_margin"] = round(margin, 4)
             samples.append(entry)
     return metrics, samples, scorers
 
