@@ -27,6 +27,7 @@ PROJECT_FIELDS = ("project.name", "project.domain", "project.description", "proj
 TASK_LABELS = {
     "causal_lm": "causal_lm: generate text",
     "sequence_classification": "sequence_classification: pick a label",
+    "preference": "preference: prefer the better answer (DPO and friends)",
 }
 
 
