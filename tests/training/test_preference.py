@@ -301,3 +301,31 @@ def test_pairs_quoted_in_the_report_are_masked_for_pii() -> None:
     masked = mask_samples(report)["samples"]["shown"][0]
     assert "jane.doe@example.com" not in masked["chosen"] and masked["tuned_margin"] == 1.5
     assert masked["chosen"].startswith("Sure: ja")
+
+
+def test_dpo_on_two_processes_matches_one_with_the_same_global_batch(
+    polite_model: Path, tmp_path: Path
+) -> None:
+    """torchrun (gloo, CPU): 2 ranks x 2 pairs per step train what 1 process x 4 pairs does."""
+    import torch
+
+    from tests.runs.test_distributed import ADAPTER_ATOL, ADAPTER_RTOL
+    from tests.runs.test_worker import adapter_tensors, wait_until_done
+    from tuner_tui.runs.launcher import start_run
+
+    data = write_jsonl(tmp_path / "pairs.jsonl", planted_pairs(80))
+    runs = {}
+    for name, settings in (("two", {"batch_size": 2, "num_processes": 2}), ("one", {"batch_size": 4})):
+        folder = tmp_path / name
+        folder.mkdir()
+        recipe = preference_recipe(
+            folder, polite_model, data, "dpo", max_steps=6, save_every_steps=3, **settings
+        )
+        runs[name] = start_run(recipe, folder / "runs")
+    for run in runs.values():
+        assert wait_until_done(run)["phase"] == "completed", run.log.read_text()[-3000:]
+    assert "supervisor: torchrun --nproc-per-node 2" in runs["two"].log.read_text()
+    two, one = adapter_tensors(runs["two"].adapter), adapter_tensors(runs["one"].adapter)
+    assert two.keys() == one.keys()
+    for key in two:
+        assert torch.allclose(two[key], one[key], rtol=ADAPTER_RTOL, atol=ADAPTER_ATOL), key
