@@ -48,7 +48,8 @@ args = DPOConfig(
     output_dir=out, max_steps=steps, per_device_train_batch_size=settings["batch_size"],
     learning_rate=settings["learning_rate"], beta=settings["beta"], max_length=settings["max_length"],
     lr_scheduler_type="linear", logging_steps=10, save_strategy="steps", save_steps=steps,
-    report_to="none", seed=42, data_seed=42, full_determinism=True, use_cpu=True, disable_tqdm=True, dataloader_num_workers=0,
+    report_to="none", seed=42, data_seed=42, full_determinism=True, use_cpu=True, disable_tqdm=True,
+    dataloader_num_workers=0,
 )
 lora = LoraConfig(r=settings["r"], lora_alpha=settings["alpha"], lora_dropout=0.0,
                   target_modules="all-linear", task_type=TaskType.CAUSAL_LM)
