@@ -149,6 +149,7 @@ def test_the_saved_adapter_reloads_with_the_logits_it_trained_to(
     with EventWriter(run.events) as events:
         outcome = train(load_recipe(run.recipe), run, events, threading.Event())
     assert sorted(p.name for p in run.adapter.iterdir() if p.is_dir()) == []  # no reference copy saved
+    assert list(getattr(outcome.model, "peft_config", {"default": None})) == ["default"]
     tokenizer = AutoTokenizer.from_pretrained(str(polite_model))
     batch = tokenizer(["Question about a refund? I can help with a refund."], return_tensors="pt")
     with torch.no_grad():
@@ -224,22 +225,25 @@ def test_dpo_resumed_after_sigkill_is_bit_identical(polite_model: Path, tmp_path
 
 
 @pytest.mark.parametrize(
-    "loss, sequences, reference", [("dpo", 2, True), ("orpo", 2, False), ("kto", 1, True)]
+    "loss, sequences, start_from, copy",
+    [("dpo", 2, "", False), ("dpo", 2, "sft-run", True), ("orpo", 2, "", False), ("kto", 1, "sft-run", True)],
 )
 def test_the_memory_estimate_counts_both_answers_and_the_reference(
-    polite_model: Path, tmp_path: Path, loss: str, sequences: int, reference: bool
+    polite_model: Path, tmp_path: Path, loss: str, sequences: int, start_from: str, copy: bool
 ) -> None:
+    """A fresh LoRA's reference is the base model (no copy); a start_from adapter's is its copy."""
     from tuner_tui.modeling.estimate import estimate_memory
     from tuner_tui.recipe import load_recipe
 
     data = write_jsonl(tmp_path / "pairs.jsonl", planted_pairs(20))
     recipe = load_recipe(preference_recipe(tmp_path, polite_model, data, loss))
+    recipe.preference.start_from = start_from
     tuned = estimate_memory(recipe, device_bytes=1 << 40)
     recipe.model.task = "causal_lm"  # the same model and batch, supervised
     supervised = estimate_memory(recipe, device_bytes=1 << 40)
     assert tuned.breakdown["activations"] == sequences * supervised.breakdown["activations"]
-    assert ("reference" in tuned.breakdown) == reference
-    if reference:  # a copy of the LoRA adapter, not of the model
+    assert ("reference" in tuned.breakdown) == copy
+    if copy:  # a copy of the LoRA adapter, not of the model
         assert tuned.breakdown["reference"] == tuned.breakdown["trainable_params"]
     assert any(note.startswith(f"preference ({loss})") for note in tuned.notes)
 

@@ -607,12 +607,18 @@ def estimate_memory(
         if loss in PAIR_LOSSES:
             sequences = 2  # TRL passes chosen and rejected together: twice the activations
         if loss in REFERENCE_LOSSES:
-            # The frozen reference: TRL's copy of the adapter, or of the whole model for full tuning;
-            # its forward pass runs without gradients, so it saves no activations.
-            reference = trainable * param_bytes if adapter else weights
+            # The frozen reference: the base model itself for a fresh identity-start adapter (no
+            # copy), else TRL's copy of the adapter, or of the whole model for full tuning; its
+            # forward pass runs without gradients, so it saves no activations.
+            from tuner_tui.training.start_from import reference_copied
+
+            if reference_copied(recipe):
+                reference = trainable * param_bytes if adapter else weights
         said = ["chosen and rejected pass together (2 sequences per example)"] if sequences == 2 else []
         if reference:
             said.append(f"the frozen reference ({_size(reference)}) adds a forward pass per batch")
+        elif loss in REFERENCE_LOSSES:
+            said.append("the reference is the base model (adapters off): a forward pass per batch, no copy")
         notes.append(f"preference ({loss}): " + "; ".join(said or ["no reference model"]))
     per_sequence *= sequences
     gradients = trainable * param_bytes

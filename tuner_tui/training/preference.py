@@ -7,10 +7,12 @@ with COMPLETE.json, stop and save-now, pruning) and the same resume; TRL tokeniz
 the model's chat template and computes the loss and the reward figures, which the callback
 writes into metric events as reward_accuracy, reward_margin, chosen_reward and rejected_reward.
 
-The reference policy of the DPO-family losses is the starting policy itself: given a PeftModel,
+The reference policy of the DPO-family losses is the starting policy itself. Given a PeftModel,
 TRL keeps a frozen copy of its adapter as the reference (no second copy of the base weights), so
 with `[preference] start_from` an SFT adapter is both where training starts and what it is held
-to. ORPO and SimPO need no reference.
+to; a fresh LoRA starts as the identity, so there the reference is the base model (adapters
+disabled, no copy). Full tuning gets TRL's copy of the whole model. ORPO and SimPO need no
+reference.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 from tuner_tui.errors import TunerError
 from tuner_tui.recipe import Recipe
 from tuner_tui.training.examples import PreparedData
+from tuner_tui.training.start_from import reference_copied
 
 DPO_LOSS_TYPES = {"dpo": "sigmoid", "ipo": "ipo"}
 """tuner's loss name -> DPOConfig.loss_type."""
@@ -75,6 +78,14 @@ def prepare_preference_data(recipe: Recipe, tokenizer: Any, base_dir: Path | Non
     )
 
 
+def _drop_reference_copy(trainer: Any, recipe: Recipe) -> Any:
+    adapters = getattr(trainer.model, "peft_config", None)
+    if not reference_copied(recipe) and isinstance(adapters, dict) and "ref" in adapters:
+        trainer.model.delete_adapter("ref")
+        trainer.model.set_adapter("default")
+    return trainer
+
+
 def preference_trainer(
     recipe: Recipe,
     model: Any,
@@ -97,7 +108,10 @@ def preference_trainer(
         from trl import DPOConfig, DPOTrainer
 
         args = DPOConfig(**common, loss_type=[DPO_LOSS_TYPES[p.loss]], label_smoothing=p.label_smoothing)
-        return DPOTrainer(model=model, args=args, processing_class=tokenizer, callbacks=callbacks, **datasets)
+        trainer = DPOTrainer(
+            model=model, args=args, processing_class=tokenizer, callbacks=callbacks, **datasets
+        )
+        return _drop_reference_copy(trainer, recipe)
     if p.loss == "kto":
         from trl import KTOConfig, KTOTrainer
 
@@ -108,9 +122,10 @@ def preference_trainer(
             desirable_weight=p.desirable_weight,
             undesirable_weight=p.undesirable_weight,
         )
-        return KTOTrainer(
+        kto = KTOTrainer(
             model=model, args=kto_args, processing_class=tokenizer, callbacks=callbacks, **datasets
         )
+        return _drop_reference_copy(kto, recipe)
     if p.loss == "orpo":
         from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 

@@ -7,8 +7,27 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tuner_tui.errors import TunerError
+
+if TYPE_CHECKING:
+    from tuner_tui.recipe import Recipe
+
+# Adapters that start as the identity (the adapted model equals the base until trained): their
+# frozen reference is the base model itself, so TRL's copy of the adapter ("ref") is dropped and
+# the reference pass runs with adapters disabled, skipping the adapter's matmuls and memory.
+# PiSSA/OLoRA/LoftQ rewrite the base weights at init: there the copy is the reference.
+IDENTITY_START_METHODS = frozenset({"lora", "dora", "qlora"})
+IDENTITY_START_INITS = frozenset({"default", "gaussian"})
+
+
+def reference_copied(recipe: Recipe) -> bool:
+    """Whether a DPO-family reference is a copy (of the starting adapter, or of the whole model
+    for full tuning) rather than the base model with adapters disabled."""
+    m = recipe.method
+    identity = m.type in IDENTITY_START_METHODS and m.init in IDENTITY_START_INITS
+    return bool(recipe.preference.start_from) or not identity
 
 
 def adapter_folder(start_from: str, base_dir: Path | None = None) -> Path:
