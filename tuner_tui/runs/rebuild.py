@@ -61,7 +61,7 @@ def rebuild_state(root: Path) -> dict[str, Any]:
     if latest is not None:
         state["step"] = max(state["step"], checkpoints.checkpoint_step(latest) or 0)
     state.setdefault("phase", "queued")
-    recipe_hash = _recipe_hash(root / "recipe.toml")
+    recipe_hash = frozen_recipe_hash(root / "recipe.toml")
     if recipe_hash:
         state["recipe_hash"] = recipe_hash
     holder = read_lock_holder(root)
@@ -74,8 +74,8 @@ def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
-def _recipe_hash(recipe: Path) -> str | None:
-    """The hash the launcher froze into the run's recipe ([environment] recipe_hash)."""
+def frozen_recipe_hash(recipe: Path) -> str | None:
+    """The hash the launcher froze into a run's recipe ([environment] recipe_hash), if any."""
     try:
         with open(recipe, "rb") as f:
             value = tomllib.load(f).get("environment", {}).get("recipe_hash")

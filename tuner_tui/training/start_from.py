@@ -5,7 +5,6 @@ Standard library only: the wizard and the pre-flight checks read it without the 
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,12 +50,7 @@ def adapter_folder(start_from: str, base_dir: Path | None = None) -> Path:
 
 
 def recipe_hash_of(folder: Path) -> str | None:
-    """The recipe hash of the run an adapter folder belongs to (its frozen recipe's
-    [environment] recipe_hash), when it is a run's."""
-    recipe = folder.parent / "recipe.toml"
-    try:
-        with open(recipe, "rb") as f:
-            value = tomllib.load(f).get("environment", {}).get("recipe_hash")
-    except (OSError, tomllib.TOMLDecodeError, AttributeError):
-        return None
-    return value if isinstance(value, str) else None
+    """The recipe hash of the run an adapter folder belongs to, when it is a run's."""
+    from tuner_tui.runs.rebuild import frozen_recipe_hash
+
+    return frozen_recipe_hash(folder.parent / "recipe.toml")
