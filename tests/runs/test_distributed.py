@@ -205,7 +205,7 @@ def _rank_pid(supervisor_pid: int, rank: int) -> int | None:
 def test_a_killed_rank_fails_the_run_naming_it_and_leaves_no_process(
     two_ranks, tmp_path: Path, slow_steps
 ) -> None:
-    slow_steps(0.4)
+    slow_steps(1.0)  # a second a step: a `tuner stop` or signal lands before the last one
     run = start_run(two_ranks["recipe"], tmp_path / "runs")
     wait_for(lambda: any(m["step"] >= 2 for m in events_of(run, "metric")), what="step 2")
     supervisor = read_raw_state(run.state)["pid"]
@@ -235,7 +235,7 @@ def test_ranks_whose_supervisor_is_killed_stop_together_and_a_resume_waits_for_t
     """SIGKILL leaves the supervisor no chance to pass anything on: the kernel's parent-death
     signal reaches the ranks, which stop after the same step with a checkpoint. A resume asked
     for at once waits for them (their pids are in state.json) instead of racing their save."""
-    slow_steps(0.4)
+    slow_steps(1.0)  # a second a step: a `tuner stop` or signal lands before the last one
     run = start_run(two_ranks["recipe"], tmp_path / "runs")
     wait_for(lambda: any(m["step"] >= 2 for m in events_of(run, "metric")), what="step 2")
     supervisor = read_raw_state(run.state)["pid"]
@@ -260,7 +260,7 @@ def test_sigterm_to_a_following_tuner_run_stops_the_run_and_follows_it_to_the_en
     two_ranks, tmp_path: Path, slow_steps
 ) -> None:
     """What Slurm (or Kubernetes, or systemd) does to end a job: SIGTERM to the foreground command."""
-    slow_steps(0.4)
+    slow_steps(1.0)  # a second a step: a `tuner stop` or signal lands before the last one
     runs_dir = tmp_path / "runs"
     command = [*TUNER, "run", str(two_ranks["recipe"]), "--runs-dir", str(runs_dir)]
     follower = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -288,7 +288,7 @@ def test_two_nodes_on_one_machine_complete_stop_and_resume(
     def node(rank: int, *start: str) -> list[str]:
         return [*TUNER, "run", *start, "--runs-dir", str(runs_dir), "--nnodes", "2", "--node-rank", str(rank)]
 
-    slow_steps(0.4)
+    slow_steps(1.0)  # a second a step: a `tuner stop` or signal lands before the last one
     meet = ["--master-addr", "127.0.0.1", "--master-port", str(free_port())]
     second = subprocess.Popen(
         [*node(1, str(recipe)), *meet], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
