@@ -69,7 +69,12 @@ def _files(tmp: Path, tiny: dict[str, Path]) -> dict[str, Path]:
     bad_pairs.write_text("SECRET,COLUMNS\nx,y\n")
     empty_dir = tmp / "empty-data"
     empty_dir.mkdir()
+    mixed_dir = tmp / "mixed-data"  # JSON Lines files with other keys: not one table
+    mixed_dir.mkdir()
+    (mixed_dir / "a.jsonl").write_text('{"instruction": "a", "output": "b"}\n')
+    (mixed_dir / "b.jsonl").write_text('{"question": "a", "answer": "b"}\n')
     return {
+        "mixed_dir": mixed_dir,
         "no_weights": no_weights,
         "pickled": pickled,
         "garbage": garbage,
@@ -147,6 +152,7 @@ CASES: list[tuple[str, object, str]] = [
     ("missing data file", ("data", "path", '"nothere.jsonl"'), "data.path"),
     ("data path is a device", ("data", "path", '"/dev/zero"'), "data.path"),
     ("data folder without data files", ("data", "path", "EMPTY_DIR"), "data.path"),
+    ("data folder of JSON files with other keys", ("data", "path", "MIXED_DIR"), "not all have the same"),
     ("unparseable data", ("data", "path", "GARBAGE"), "data.path"),
     ("data lacks the mapped columns", "unmapped", "data"),
     ("missing model folder", ("model", "name_or_path", '"./no/such/model"'), "model.name_or_path"),
@@ -297,3 +303,12 @@ def test_resume_refuses_when_the_data_is_gone(monkeypatch, capsys, tiny_assets, 
     code, _, err = run_cli(monkeypatch, capsys, "run", "--resume", str(run.root), "--detach")
     assert code == 2 and "data.path" in err
     assert run.state.read_text() == before
+
+
+def test_range_messages_show_the_value_as_written() -> None:
+    """A seed one above the limit reads as that number, not as the limit's rounded twin."""
+    from tuner_tui.recipe import parse_recipe
+
+    _, problems = parse_recipe({"project": {"seed": 2**32}})
+    (seed,) = [p for p in problems if p.path == "project.seed"]
+    assert "is 4294967296, must be at most 4294967295" in seed.message, seed.message

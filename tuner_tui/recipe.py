@@ -774,22 +774,39 @@ def _check_section(obj: Any, path: str, problems: list[Problem]) -> None:
             continue
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if "min" in meta and value < meta["min"]:
-                problems.append(Problem(where, f"is {value:g}, must be at least {meta['min']:g}."))
+                problems.append(
+                    Problem(where, f"is {_number(value)}, must be at least {_number(meta['min'])}.")
+                )
             if "gt" in meta and value <= meta["gt"]:
-                problems.append(Problem(where, f"is {value:g}, must be greater than {meta['gt']:g}."))
+                problems.append(
+                    Problem(where, f"is {_number(value)}, must be greater than {_number(meta['gt'])}.")
+                )
             if "max" in meta and value > meta["max"]:
-                problems.append(Problem(where, f"is {value:g}, must be at most {meta['max']:g}."))
+                problems.append(
+                    Problem(where, f"is {_number(value)}, must be at most {_number(meta['max'])}.")
+                )
     check = getattr(obj, "check", None)
     if check is not None:
         problems.extend(check(path))
 
 
+def _number(value: float) -> str:
+    """A value as the recipe wrote it: short (1e-05, 0.1) unless that would round it (a seed of
+    4294967296 must not read 4.29497e+09, next to a limit that reads the same)."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
+
+
 def _bounds(meta: Mapping[str, Any]) -> str:
     """'set it to a finite number from 0 to 0.5', from a field's constraints."""
-    low = f"from {meta['min']:g}" if "min" in meta else (f"above {meta['gt']:g}" if "gt" in meta else "")
+    low = (
+        f"from {_number(meta['min'])}"
+        if "min" in meta
+        else (f"above {_number(meta['gt'])}" if "gt" in meta else "")
+    )
     if "max" in meta:
-        high = f" to {meta['max']:g}" if "min" in meta else f" and at most {meta['max']:g}"
-        low = low + high if low else f"at most {meta['max']:g}"
+        high = f" to {_number(meta['max'])}" if "min" in meta else f" and at most {_number(meta['max'])}"
+        low = low + high if low else f"at most {_number(meta['max'])}"
     return f"set it to a finite number {low}".rstrip()
 
 

@@ -121,13 +121,14 @@ def _folder_header(folder: Path) -> tuple[Header, bool]:
     json_kind = suffix in _JSON_SUFFIXES
     columns: list[str] | None = None
     if known:
-        if not json_kind and len({tuple(c) for c in known.values()}) > 1:
+        if _columns_conflict(list(known.values()), json_kind):
             first, *others = known.items()
             odd = "; ".join(f"{f.name} has {', '.join(c)}" for f, c in others if c != first[1])
+            said = " (in its first record)" if json_kind else ""
             raise TunerError(
                 f"{folder}: its files do not all have the same columns: {first[0].name} has "
-                f"{', '.join(first[1])}; {odd}. A folder is read as one table: give every file the same "
-                "columns (in the same order), move the odd files out, or point [data] path at one file."
+                f"{', '.join(first[1])}{said}; {odd}. A folder is read as one table: give every file the "
+                "same columns (in the same order), move the odd files out, or point [data] path at one file."
             )
         # JSON records may each leave out optional keys: judge the columns any first record has
         columns = list(dict.fromkeys(c for cols in known.values() for c in cols))
@@ -135,6 +136,16 @@ def _folder_header(folder: Path) -> tuple[Header, bool]:
         columns.append(SPLIT_COLUMN)
     first_row = next((h.first_row for h in headers.values() if h.first_row), None)
     return Header(columns, True, first_row), json_kind
+
+
+def _columns_conflict(columns: list[list[str]], json_kind: bool) -> bool:
+    """Whether the files' columns cannot be read as one table. CSV-like headers must match
+    exactly. A JSON file's first record may leave out optional keys the others have, so there
+    only files whose first records each have a key the other lacks are a conflict."""
+    if not json_kind:
+        return len({tuple(c) for c in columns}) > 1
+    sets = [frozenset(c) for c in columns]
+    return any(not (a <= b or b <= a) for i, a in enumerate(sets) for b in sets[i + 1 :])
 
 
 def _field_problems(

@@ -426,7 +426,7 @@ MEASURES = {
         Measure("mean_abs_shift", "mean probability shift", "mean_abs_shift_increase", SHIFT_INCREASE, False),
         Measure(
             "mean_logprob_gap",
-            "size of the log-likelihood gap",
+            "size of the average log-likelihood gap",  # |mean signed gap|, not the mean |gap|
             "logprob_gap_increase_nats_per_token",
             LOGPROB_GAP_INCREASE,
             True,
@@ -434,7 +434,7 @@ MEASURES = {
         ),
         Measure(
             "mean_sentiment_gap",
-            "size of the sentiment-proxy gap",
+            "size of the average sentiment-proxy gap",
             "sentiment_gap_increase_nats",
             SENTIMENT_GAP_INCREASE,
             True,
