@@ -41,7 +41,31 @@ def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+_WALL_CLOCK = 1e9
+"""A recorded start time above this is seconds since the epoch (runs written before start times
+were counted from boot); below it, seconds since boot."""
+
+
 def process_start_time(pid: int) -> float | None:
+    """When `pid` started, to tell it from a later process given the same pid.
+
+    On Linux, seconds since boot from /proc (clock ticks: exact, and immune to the wall clock
+    being stepped by NTP or a VM resumed from a snapshot, which shifts psutil's wall-clock start
+    time of every process and made live workers read as crashed). Elsewhere psutil's wall-clock
+    create time."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        return int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, starttime
+    except FileNotFoundError:
+        if os.path.isdir("/proc/self"):
+            return None  # a Linux /proc without this pid: it is gone
+    except (OSError, ValueError, IndexError):
+        pass
+    return _wall_clock_start(pid)
+
+
+def _wall_clock_start(pid: int) -> float | None:
     import psutil  # here, not at module scope: the wizard's start-up does not need it
 
     try:
@@ -80,7 +104,10 @@ def _process_alive(pid: Any, recorded_start: Any) -> bool:
 
     if not isinstance(pid, int):
         return False
-    started = process_start_time(pid)
+    if recorded_start is not None and not isinstance(recorded_start, (int, float)):
+        recorded_start = None  # a hand-edited or damaged state.json: the pid alone decides
+    legacy = recorded_start is not None and recorded_start > _WALL_CLOCK
+    started = _wall_clock_start(pid) if legacy else process_start_time(pid)
     if started is None:
         return False
     try:
