@@ -60,6 +60,9 @@ args = DPOConfig(
     lr_scheduler_type="linear", logging_steps=10, save_strategy="steps", save_steps=steps,
     report_to="none", seed=42, data_seed=42, full_determinism=True, use_cpu=True, disable_tqdm=True,
     dataloader_num_workers=0, optim=settings["optim"],
+    # TRL 1.16 defaults to bf16 autocast and activation checkpointing; tuner trains float32 on CPU
+    # without checkpointing: the same job on both sides.
+    bf16=False, gradient_checkpointing=False,
 )
 lora = LoraConfig(r=settings["r"], lora_alpha=settings["alpha"], lora_dropout=0.0,
                   target_modules="all-linear", task_type=TaskType.CAUSAL_LM)
