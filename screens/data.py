@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
-from rich.table import Table
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -36,13 +35,16 @@ from tuner_tui.errors import TunerError
 from tuner_tui.recipe import DATA_FORMATS, field_help
 from tuner_tui.screens.messages import DataInspected
 from tuner_tui.screens.step import StepScreen
-from tuner_tui.views.bars import bar
+from tuner_tui.views import data_report as present
 from tuner_tui.widgets.cleaning_list import CleaningList, CleaningStepsEdited
 from tuner_tui.widgets.histogram import Histogram
 from tuner_tui.widgets.path_input import PathSuggester
 from tuner_tui.widgets.recipe_form import EchoGuard, RecipeForm
 
 if TYPE_CHECKING:
+    from tuner_tui.data.clean import StepReport
+    from tuner_tui.data.formats import Detection
+    from tuner_tui.data.load import LoadInfo
     from tuner_tui.data.report import DataReport
     from tuner_tui.recipe import ModelConfig
     from tuner_tui.views.draft import Draft
@@ -75,9 +77,11 @@ class DataLoaded(Message):
     columns: list[str]
     rows: int
     preview: list[dict[str, Any]]
-    detected: dict[str, Any] | None
+    """The first rows as read (the preview table's cells)."""
+    detected: Detection | None
     """Auto-detection on the raw columns: format, fields, evidence (None: not recognised)."""
-    load: dict[str, Any]
+    load: LoadInfo
+    """How the file was read (encoding, skipped rows, notes): the report shows it."""
 
 
 @dataclass
@@ -111,10 +115,10 @@ class DataFailed(Message):
 
 @dataclass
 class CleaningPreviewed(Message):
-    """The cleaning steps ran on the loaded data: one StepReport (JSON) per step."""
+    """The cleaning steps ran on the loaded data: one StepReport per step."""
 
     job: int
-    steps: list[dict[str, Any]]
+    steps: list[StepReport]
     rows_before: int
     rows_after: int
 
@@ -192,10 +196,12 @@ class DataScreen(StepScreen):
         """What the data worker is doing ('load', 'inspect'): its failure is worded after it."""
         """Number of the current worker job; messages from older jobs are stale."""
         self._dataset: Any = None
+        self._load_info: LoadInfo | None = None
+        """How `_dataset` was read; its report says so."""
         self._loaded: tuple[str, Path] | None = None
         """(path, base folder) of the loaded dataset."""
         self._columns: list[str] = []
-        self._detected: dict[str, Any] | None = None
+        self._detected: Detection | None = None
         self._profiled_for: tuple[Any, ...] | None = None
         """What the shown report was computed with: format, fields, tokenizer key, max_length."""
         self._mapping_key: tuple[Any, ...] | None = None
@@ -325,13 +331,13 @@ class DataScreen(StepScreen):
             return None
         if draft.recipe.data.format != "auto":
             return draft.recipe.data.format
-        return self._detected["format"] if self._detected else None
+        return self._detected.format if self._detected else None
 
     def _show_mapping(self) -> None:
         """One role -> column Select per role of the format; only once the columns are known."""
         draft = self.tuner.draft
         fmt = self._effective_format()
-        detected = self._detected or {}
+        detected = self._detected.fields if self._detected else {}
         key = (fmt, tuple(self._columns), self._format_key())
         if key == self._mapping_key or draft is None:
             return
@@ -345,7 +351,7 @@ class DataScreen(StepScreen):
         rows = []
         for role, default in DEFAULT_FIELDS[fmt].items():
             # The recipe's mapping, else what detection found, else the format's default name.
-            column = fields.get(role) or (detected.get("fields") or {}).get(role) or default
+            column = fields.get(role) or detected.get(role) or default
             self._shown_columns[role] = column
             options = [(c, c) for c in self._columns]
             if column not in self._columns:
@@ -501,6 +507,7 @@ class DataScreen(StepScreen):
             path,
             base,
             self._dataset,
+            self._load_info,
             recipe.data.format,
             dict(recipe.data.fields),
             recipe.model,
@@ -536,6 +543,7 @@ class DataScreen(StepScreen):
         path: str,
         base: Path,
         dataset: Any,
+        load: LoadInfo | None,
         fmt: str,
         fields: dict[str, str],
         model: ModelConfig,
@@ -551,14 +559,12 @@ class DataScreen(StepScreen):
 
         if dataset is None:
             self.post_message(DataStageReached(job, f"Loading {path}…"))
-            dataset, info = load_data(path, base)
-            load = info.to_json()
+            dataset, load = load_data(path, base)
             if worker.is_cancelled:
                 return
             preview = dataset.select(range(min(PREVIEW_ROWS, len(dataset)))).to_list()
             try:
-                found = detect_format(dataset.column_names, preview[:20])
-                detected = {"format": found.format, "fields": found.fields, "evidence": found.evidence}
+                detected: Detection | None = detect_format(dataset.column_names, preview[:20])
             except TunerError:
                 detected = None
             self.post_message(
@@ -582,6 +588,7 @@ class DataScreen(StepScreen):
                 recipe_data=DataConfig(path=path, format=fmt, fields=fields),
                 tokenizer=tokenizer,
                 max_length=max_length,
+                load=load,
             )
         if not worker.is_cancelled:
             self.post_message(DatasetProfiled(job, report))
@@ -618,7 +625,7 @@ class DataScreen(StepScreen):
                 if worker.is_cancelled:
                     return
                 dataset, (report,) = apply_cleaning(dataset, [step], detection, tokenizer=tokenizer)
-            reports.append(report.to_json())
+            reports.append(report)
         if not worker.is_cancelled:
             self.post_message(CleaningPreviewed(job, reports, rows_before, len(dataset)))
 
@@ -642,7 +649,7 @@ class DataScreen(StepScreen):
     def _data_loaded(self, message: DataLoaded) -> None:
         if message.job != self._job:
             return
-        self._dataset = message.dataset
+        self._dataset, self._load_info = message.dataset, message.load
         self._loaded = (message.path, self._base_dir())
         self._columns = message.columns
         self._detected = message.detected
@@ -663,7 +670,7 @@ class DataScreen(StepScreen):
     def _show_detected(self) -> None:
         detected = self._detected
         text = (
-            f"detected {detected['format']}: {'; '.join(detected['evidence'])}"
+            f"detected {detected.format}: {'; '.join(detected.evidence)}"
             if detected
             else "not recognised: choose a format and map its fields"
         )
@@ -681,21 +688,33 @@ class DataScreen(StepScreen):
         self._set_busy(None)
         if self._loaded is not None:
             self.post_message(DataInspected(self._loaded[0], ok=True))
-        report = message.report.to_json()
+        report = message.report
         self.query_one("#data-status", Static).update("")
         self.query_one("#report-title").display = True
         self.query_one("#histograms").display = True
-        self.query_one("#report-overview", Static).update(overview_table(report))
-        note = self._tokenizer[2] if self._tokenizer and report["length_unit"] == "words" else ""
+        self.query_one("#report-overview", Static).update(
+            Group(
+                present.overview_table(report),
+                present.lengths_table(report),
+                *filter(None, [present.truncation_line(report)]),
+                *present.warning_lines(report),
+            )
+        )
+        unit = present.length_unit(report)
+        note = self._tokenizer[2] if self._tokenizer and unit == "words" else ""
         line = self.query_one("#tokenizer-note", Static)
         line.update(note)  # one line (see data.tcss), the whole of it on hover
         line.tooltip = note or None
         line.display = bool(note)
-        self.query_one("#chars-histogram", Histogram).show(report["char_lengths"], "characters per row")
-        unit = report["length_unit"]
-        self.query_one("#tokens-histogram", Histogram).show(report["token_lengths"], f"{unit} per row")
+        self.query_one("#chars-histogram", Histogram).show(report.char_lengths, "characters per row")
+        self.query_one("#tokens-histogram", Histogram).show(report.token_lengths, f"{unit} per row")
         self.query_one("#report-quality", Static).update(
-            Group(quality_table(report), *preference_tables(report))
+            Group(
+                *present.preference_tables(report),
+                present.quality_table(report),
+                *present.quality_examples(report),
+                *filter(None, [present.labels_table(report, width=20)]),
+            )
         )
 
     @on(DataFailed)
@@ -722,108 +741,4 @@ class DataScreen(StepScreen):
             f"({message.rows_before - message.rows_after:,} dropped). A preview: nothing was written; "
             "training runs the same steps."
         )
-        self.query_one("#cleaning-result", Static).update(cleaning_table(message.steps))
-
-
-# --- report rendering (pure functions of the report JSON) -------------------------------------
-
-
-def overview_table(report: dict[str, Any]) -> Table:
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="dim", no_wrap=True)
-    grid.add_column(overflow="fold")
-    grid.add_row("format", report["format"] + ("" if report["trainable"] else " (not trainable yet)"))
-    grid.add_row("evidence", "; ".join(report["evidence"]))
-    grid.add_row("fields", ", ".join(f"{k} → {v}" for k, v in report["fields"].items()))
-    grid.add_row("rows", f"{report['rows']:,}")
-    grid.add_row("columns", ", ".join(report["columns"]))
-    lengths = report["token_lengths"]
-    unit = report.get("length_unit", "tokens")
-    if lengths.get("mean") is not None:
-        grid.add_row(
-            "lengths", f"mean {lengths['mean']:,} {unit}, counted with {lengths.get('counted_with', '')}"
-        )
-    truncation = report.get("truncation")
-    if truncation:
-        grid.add_row(
-            "truncation",
-            f"{truncation['rows_over']:,} of {report['rows']:,} rows ({truncation['share']:.1%}) longer "
-            f"than max_length = {truncation['max_length']:,} {unit}",
-        )
-    for warning in report["warnings"]:
-        grid.add_row(Text("warning", style="yellow"), Text(warning, style="yellow"))
-    return grid
-
-
-def preference_tables(report: dict[str, Any]) -> list[Table]:
-    """The pairs (or KTO labels) table of preference data, as `tuner inspect` prints it."""
-    from tuner_tui.data.render import kto_table, pairs_table  # rich only, but not needed at start-up
-
-    tables = []
-    if report.get("pairs"):
-        tables.append(pairs_table(report["pairs"]))
-    if report.get("kto"):
-        tables.append(kto_table(report["kto"]))
-    return tables
-
-
-def quality_table(report: dict[str, Any]) -> Table:
-    """Duplicates, PII (counts by kind, masked examples) and labels with imbalance."""
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="dim", no_wrap=True)
-    grid.add_column(overflow="fold")
-    dup = f"{report['exact_duplicates']:,} exact duplicate row(s)"
-    if report["near_duplicate_rows"] is not None:
-        dup += (
-            f"; {report['near_duplicate_rows']:,} near-duplicate row(s) in "
-            f"{report['near_duplicate_clusters']:,} cluster(s) "
-            f"at Jaccard ≥ {report['near_duplicate_threshold']:g}"
-        )
-    grid.add_row("duplicates", dup)
-    for example in report["exact_duplicate_examples"][:2]:
-        grid.add_row("", Text(f"“{example}”", style="dim"))
-    if report["pii"]:
-        grid.add_row("PII", f"{report['pii_rows']:,} row(s) with PII")
-        for kind, count in report["pii"].items():
-            grid.add_row(f"  {kind}", f"{count:,}")
-            for example in report["pii_examples"].get(kind, [])[:2]:
-                grid.add_row("", Text(f"“{example}”", style="dim"))
-    else:
-        grid.add_row("PII", "none found")
-    labels = report.get("labels")
-    if labels:
-        ratio = report.get("label_imbalance_ratio")
-        grid.add_row(
-            "labels",
-            f"{len(labels)} distinct" + (f", imbalance {ratio:g}× (largest / smallest)" if ratio else ""),
-        )
-        top = max(labels.values())
-        for label, count in labels.items():
-            grid.add_row(f"  {label}", Text(f"{bar(count, top, 20):<21}{count:,}"))
-    return grid
-
-
-def cleaning_table(steps: list[dict[str, Any]]) -> Table:
-    table = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold")
-    table.add_column("#", justify="right")
-    table.add_column("step", no_wrap=True)
-    table.add_column("before", justify="right")
-    table.add_column("after", justify="right")
-    table.add_column("changed", justify="right")
-    table.add_column("examples", overflow="fold")
-    for i, step in enumerate(steps, 1):
-        lines = []
-        for example in step.get("examples", [])[:2]:
-            if "dropped" in example:
-                lines.append(f"dropped: {example['dropped']}")
-            elif "before" in example:
-                lines.append(f"{example['before']} → {example['after']}")
-        table.add_row(
-            str(i),
-            step["op"],
-            f"{step['rows_before']:,}",
-            f"{step['rows_after']:,}",
-            f"{step.get('changed_rows', 0):,}",
-            Text("\n".join(lines), style="dim"),
-        )
-    return table
+        self.query_one("#cleaning-result", Static).update(present.cleaning_table(message.steps))

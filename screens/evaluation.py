@@ -15,8 +15,6 @@ Below the report, the draft recipe's evaluation settings are listed as on every 
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -32,16 +30,27 @@ from textual.message import Message
 from textual.widgets import Button, DataTable, Select, Static
 from textual.worker import Worker, get_current_worker
 
-from tuner_tui.evaluation.bias.report import PARTS as BIAS_PARTS
-from tuner_tui.evaluation.bias.report import key_numbers, part_headline
-from tuner_tui.evaluation.report import SAMPLE_COLUMNS, sample_note
 from tuner_tui.runs.state import ACTIVE_PHASES, read_state
 from tuner_tui.screens.messages import RunPhaseChanged
 from tuner_tui.screens.step import StepScreen
+from tuner_tui.views.evaluation_report import (
+    OBJECTIVE_COLUMNS,
+    ReportUnreadable,
+    ReportView,
+    bias_text,
+    confusion_cells,
+    cut,
+    load_report,
+    result_text,
+    verdict_text,
+)
 from tuner_tui.views.fields import SPECS
+from tuner_tui.views.follow import RunStatus
+from tuner_tui.views.runs import run_label
 from tuner_tui.widgets.recipe_form import RecipeForm
 
 if TYPE_CHECKING:
+    from tuner_tui.runs.layout import RunSummary
     from tuner_tui.views.draft import Draft
 
 EVALUATION_KEYS = tuple(k for k in SPECS if k.startswith("evaluation."))
@@ -53,20 +62,6 @@ CELL_CHARS = 60
 """Longest sample text shown in a table cell; report.md has the rest."""
 
 
-def num(value: Any) -> str:
-    """A metric value for a table cell: 4 decimals, '-' when missing."""
-    if isinstance(value, bool) or value is None:
-        return "-" if value is None else ("yes" if value else "no")
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else (f"{value:.4f}" if abs(value) < 1000 else f"{value:,.1f}")
-    return str(value)
-
-
-def cell(text: Any) -> str:
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= CELL_CHARS else flat[: CELL_CHARS - 1] + "…"
-
-
 # --- messages (posted by the workers) -------------------------------------------------------------
 
 
@@ -74,7 +69,7 @@ def cell(text: Any) -> str:
 class RunsListed(Message):
     """The runs under the runs directory, newest first (list_runs rows)."""
 
-    runs: list[dict[str, Any]]
+    runs: list[RunSummary]
 
 
 @dataclass
@@ -83,7 +78,7 @@ class ReportRead(Message):
     `phase` is the run's phase when it was read; `error`, what a failed re-evaluation said."""
 
     run: Path
-    report: dict[str, Any] | None
+    report: ReportView | None
     reason: str = ""
     phase: str | None = None
     error: str = ""
@@ -94,7 +89,7 @@ class RunStateRead(Message):
     """The shown run's state.json changed phase or pid (phase `crashed`: its worker is gone)."""
 
     run: Path
-    state: dict[str, Any]
+    state: RunStatus
 
 
 @dataclass
@@ -133,9 +128,9 @@ class EvaluationScreen(StepScreen):
         super().__init__()
         self.run_root: Path | None = None
         """The run whose report is shown."""
-        self.report: dict[str, Any] | None = None
+        self.report: ReportView | None = None
         """Its report.json, once read."""
-        self.state: dict[str, Any] = {}
+        self.state = RunStatus()
         """Its state.json as last watched (`read_state`: phase `crashed` when the worker is gone)."""
         self.starting = False
         """A re-evaluation is being started (the launcher has not answered yet)."""
@@ -207,7 +202,7 @@ class EvaluationScreen(StepScreen):
         if root == self.run_root and self.report is not None:
             return
         if root != self.run_root:
-            self.state = {}
+            self.state = RunStatus()
             self._error_since = None
             self._watch_state(root)
         self.run_root = root
@@ -241,7 +236,7 @@ class EvaluationScreen(StepScreen):
     @on(RunsListed)
     def _runs_listed(self, message: RunsListed) -> None:
         for run in message.runs:
-            self._add_run_option(Path(run["path"]), f"{run['run_id']} ({run.get('phase', '?')})")
+            self._add_run_option(Path(run.path), run_label(run))
 
     @on(Select.Changed, "#run-select")
     def _run_chosen(self, event: Select.Changed) -> None:
@@ -283,16 +278,9 @@ class EvaluationScreen(StepScreen):
             self.post_message(ReportRead(root, None, reason, phase, error))
             return
         try:
-            report = json.loads(report_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as problem:
-            self.post_message(
-                ReportRead(root, None, f"{report_file} could not be read: {problem}", phase, error)
-            )
-            return
-        if not isinstance(report, dict):
-            self.post_message(
-                ReportRead(root, None, f"{report_file} is not a report (not a JSON object).", phase, error)
-            )
+            report = load_report(report_file)
+        except ReportUnreadable as problem:
+            self.post_message(ReportRead(root, None, str(problem), phase, error))
             return
         self.post_message(ReportRead(root, report, "", phase, error))
 
@@ -316,8 +304,8 @@ class EvaluationScreen(StepScreen):
         self.query_one("#report").display = message.report is not None
         if message.report is not None:
             self._draw_report(message.report)
-        watched = self.state.get("phase")
-        if self.state and watched != message.phase:  # the phase moved on while the report was read
+        watched = self.state.phase
+        if watched is not None and watched != message.phase:  # the phase moved on while the report was read
             self._reread(message.run)
 
     def _reread(self, root: Path) -> None:
@@ -351,7 +339,7 @@ class EvaluationScreen(StepScreen):
                 key = (state.get("phase"), state.get("pid"))
                 if key != seen:
                     seen = key
-                    self.post_message(RunStateRead(root, state))
+                    self.post_message(RunStateRead(root, RunStatus.of(state)))
             time.sleep(STATE_POLL_S)
 
     @on(RunStateRead)
@@ -359,12 +347,12 @@ class EvaluationScreen(StepScreen):
         if message.run != self.run_root:
             return
         root, state = message.run, message.state
-        before, self.state = self.state.get("phase"), state
-        phase = state.get("phase")
+        before, self.state = self.state.phase, state
+        phase = state.phase
         self._draw_button()
         ended = False
         started = self._started.get(root)
-        if started is not None and phase not in ACTIVE_PHASES and state.get("pid") == started[0]:
+        if started is not None and phase not in ACTIVE_PHASES and state.pid == started[0]:
             del self._started[root]  # the re-evaluation started here has ended
             self._error_since, ended = started[1], True
             self._evaluation_ended(root, state)
@@ -374,10 +362,10 @@ class EvaluationScreen(StepScreen):
         if phase != self._report_phase or ended:
             self._reread(root)
 
-    def _evaluation_ended(self, root: Path, state: dict[str, Any]) -> None:
-        phase = state.get("phase")
+    def _evaluation_ended(self, root: Path, state: RunStatus) -> None:
+        phase = state.phase
         if phase == "completed":
-            self.notify(f"Re-evaluated {root.name}: {state.get('verdict', '?')}.", markup=False)
+            self.notify(f"Re-evaluated {root.name}: {state.verdict or '?'}.", markup=False)
         elif phase == "stopped":
             self.notify(f"Re-evaluation of {root.name} stopped; its report is unchanged.", markup=False)
         else:
@@ -396,105 +384,52 @@ class EvaluationScreen(StepScreen):
 
     # --- drawing ---------------------------------------------------------------------------------
 
-    def _draw_report(self, report: dict[str, Any]) -> None:
-        verdict = str(report.get("verdict", "?"))
-        words = {
-            "pass": ("PASS", "every objective is met", "bold green"),
-            "fail": ("FAIL", "at least one objective is not met", "bold red"),
-            "no_objectives": ("NO VERDICT", "no objectives were set", "bold yellow"),
-        }.get(verdict, (verdict.upper(), "", "bold"))
-        text = Text()
-        text.append(f" {words[0]} ", f"{words[2]} reverse").append(f"  {words[1]}")
-        where = [
-            f"task {report['task']}" if report.get("task") else "",
-            f"{report['split']} split" if report.get("split") else "",
-            f"{report['examples']} examples" if report.get("examples") is not None else "",
-        ]
-        if any(where):
-            text.append("\n" + ", ".join(w for w in where if w), "dim")
-        note = sample_note(report)
-        if note:  # the verdict rests on a sample of the split: say so next to it
-            text.append("\n" + note.replace("`", ""), "yellow")
-        self.query_one("#verdict", Static).update(text)
-        self._draw_objectives(report.get("objectives") or [])
-        self._draw_metrics(report.get("metrics") or {})
-        samples = report.get("samples") or {}
-        self._draw_samples(samples)
-        self.query_one("#bias", Static).update(bias_text(report.get("bias") or {}))
-
-    def _draw_objectives(self, objectives: list[dict[str, Any]]) -> None:
+    def _draw_report(self, report: ReportView) -> None:
+        self.query_one("#verdict", Static).update(verdict_text(report))
         table = self.query_one("#objectives", DataTable)
         table.clear(columns=True)
-        table.add_columns("metric", "target", "base", "tuned", "margin", "result")
-        for o in objectives:
-            passed = bool(o.get("passed"))
-            result = Text("pass", "bold green") if passed else Text("FAIL", "bold red")
-            table.add_row(
-                str(o.get("metric", "?")),
-                f"{o.get('direction', '')} {num(o.get('target'))}".strip(),
-                num(o.get("base")),
-                num(o.get("tuned")),
-                num(o.get("margin")),
-                result,
-            )
-        self._show_table(table, bool(objectives))
+        table.add_columns(*OBJECTIVE_COLUMNS)
+        for o in report.objectives:
+            table.add_row(*o.cells(), result_text(o.passed))
+        self._show_table(table, bool(report.objectives))
+        self._draw_metrics(report)
+        self._draw_samples(report)
+        self.query_one("#bias", Static).update(bias_text(report))
 
-    def _draw_metrics(self, metrics: dict[str, Any]) -> None:
+    def _draw_metrics(self, report: ReportView) -> None:
         table = self.query_one("#metrics", DataTable)
         table.clear(columns=True)
-        models = [m for m in ("base", "tuned") if isinstance(metrics.get(m), dict)]
-        table.add_columns("metric", *models)
-        names = sorted(
-            {
-                k
-                for m in models
-                for k, v in metrics[m].items()
-                if isinstance(v, (int, float)) and not isinstance(v, bool)
-            }
-        )
-        for name in names:
-            table.add_row(name, *(num(metrics[m].get(name)) for m in models))
-        # The engine keeps the confusion matrix under the tuned model's metrics.
-        confusion = metrics.get("confusion_matrix") or (metrics.get("tuned") or {}).get("confusion_matrix")
+        table.add_columns("metric", *report.models)
+        for name, values in report.metrics:
+            table.add_row(name, *values)
         ctable = self.query_one("#confusion", DataTable)
         title = self.query_one("#confusion-title", Static)
         ctable.clear(columns=True)
-        if isinstance(confusion, dict) and confusion.get("labels") and confusion.get("matrix"):
-            labels = [str(label) for label in confusion["labels"]]
-            ctable.add_columns("reference \\ predicted", *labels)
-            for label, row in zip(labels, confusion["matrix"], strict=False):
-                ctable.add_row(
-                    Text(label, "bold"),
-                    *(Text(str(v), "bold green" if j == i else ("red" if v else "dim"))
-                      for i, j, v in ((labels.index(label), j, v) for j, v in enumerate(row))),
-                )  # fmt: skip
+        confusion = report.confusion
+        if confusion is not None:
+            ctable.add_columns("reference \\ predicted", *confusion.labels)
+            for row in confusion_cells(confusion):
+                ctable.add_row(*row)
             title.update("Confusion matrix (tuned; rows = reference, columns = prediction)")
-            ctable.display = title.display = True
-        else:
-            ctable.display = title.display = False
+        ctable.display = title.display = confusion is not None
 
-    def _draw_samples(self, samples: dict[str, Any]) -> None:
-        shown = [s for s in samples.get("shown") or [] if isinstance(s, dict)]
+    def _draw_samples(self, report: ReportView) -> None:
+        shown = report.shown
         table = self.query_one("#samples", DataTable)
         table.clear(columns=True)
-        columns = [c for c in SAMPLE_COLUMNS if any(c in s for s in shown)]
-        table.add_columns(*columns)
-        for sample in shown:
-            table.add_row(*(cell(sample.get(c, "")) for c in columns))
-        self._show_table(table, bool(shown))
+        table.add_columns(*shown.columns)
+        for row in shown.rows:
+            table.add_row(*(cut(c, CELL_CHARS) for c in row))
+        self._show_table(table, bool(shown.rows))
 
-        ranked = [("best", s) for s in samples.get("best") or []] + [
-            ("worst", s) for s in samples.get("worst") or []
-        ]
-        ranked = [(kind, s) for kind, s in ranked if isinstance(s, dict)]
+        ranked = report.ranked
         table = self.query_one("#best-worst", DataTable)
         table.clear(columns=True)
-        columns = [c for c in SAMPLE_COLUMNS if any(c in s for _, s in ranked)]
-        table.add_columns("", *columns)
-        for kind, sample in ranked:
+        table.add_columns("", *ranked.columns)
+        for kind, row in zip(ranked.kinds, ranked.rows, strict=True):
             style = "green" if kind == "best" else "red"
-            table.add_row(Text(kind, style), *(cell(sample.get(c, "")) for c in columns))
-        self._show_table(table, bool(ranked))
+            table.add_row(Text(kind, style), *(cut(c, CELL_CHARS) for c in row))
+        self._show_table(table, bool(ranked.rows))
 
     def _show_table(self, table: DataTable, show: bool) -> None:
         """Show or hide a table together with its section title."""
@@ -522,11 +457,11 @@ class EvaluationScreen(StepScreen):
     @property
     def evaluating(self) -> bool:
         """The shown run is being (re-)evaluated, or a re-evaluation of it is starting."""
-        return self.starting or self.state.get("phase") == "evaluating"
+        return self.starting or self.state.phase == "evaluating"
 
     def _draw_button(self) -> None:
         button = self.query_one("#reevaluate", Button)
-        button.disabled = self.starting or self.state.get("phase") in ACTIVE_PHASES
+        button.disabled = self.starting or self.state.phase in ACTIVE_PHASES
 
     @on(Button.Pressed, "#reevaluate")
     def action_reevaluate(self) -> None:
@@ -535,7 +470,7 @@ class EvaluationScreen(StepScreen):
         if root is None:
             self.notify("No run chosen.", severity="warning")
             return
-        phase = self.state.get("phase")
+        phase = self.state.phase
         if self.starting or phase in ACTIVE_PHASES:
             self.notify(
                 f"{root.name} is {phase or 'starting'}; this page refreshes when it ends.", markup=False
@@ -619,31 +554,3 @@ def _last_error(root: Path, since: int) -> str:
         return f"no error was recorded; see {root / 'worker.log'}"
     last = errors[-1]
     return f"{last.get('message')} {last.get('hint') or ''}".strip()
-
-
-def bias_text(bias: dict[str, Any]) -> Text:
-    """The three parts of the bias report: a headline each, key numbers and findings.
-
-    The words come from the engine (`part_headline`, `key_numbers`), as in report.md, so the
-    wizard and the report say the same thing about the same numbers.
-    """
-    text = Text()
-    for name, title in BIAS_PARTS:
-        part = bias.get(name)
-        if text:
-            text.append("\n")
-        text.append(title, "bold")
-        if not isinstance(part, dict):
-            text.append(": not in this report\n", "dim")
-            continue
-        ok = part.get("status") == "ok"
-        text.append(f": {part_headline(name, part)}\n", "" if ok else "yellow")
-        if not ok:
-            if part.get("reason"):
-                text.append(f"  {part['reason']}\n", "dim")
-            continue
-        for line in key_numbers(name, part):
-            text.append(f"  {line}\n")
-        for finding in part.get("findings") or []:
-            text.append(f"  • {finding}\n")
-    return text

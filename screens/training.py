@@ -32,7 +32,7 @@ from tuner_tui.runs.layout import RunDir
 from tuner_tui.runs.state import ACTIVE_PHASES, CRASHED
 from tuner_tui.screens.messages import RunPhaseChanged
 from tuner_tui.screens.step import NO_DRAFT, StepScreen
-from tuner_tui.views.follow import RunFollower
+from tuner_tui.views.follow import RunFollower, RunStatus
 from tuner_tui.views.run_view import EVAL_FIGURES, RunView, number
 from tuner_tui.views.series import Trace
 from tuner_tui.widgets.checkpoint_list import CheckpointList
@@ -98,7 +98,7 @@ class RunStateRead(Message):
     """state.json as a viewer sees it (phase `crashed` when the worker is gone)."""
 
     run: Path
-    state: dict[str, Any]
+    state: RunStatus
 
 
 @dataclass
@@ -164,7 +164,7 @@ class TrainingScreen(StepScreen):
         self.run_root: Path | None = None
         """The run directory being followed (None: no run)."""
         self.view = RunView()
-        self.state: dict[str, Any] = {}
+        self.state = RunStatus()
         self.unreadable: str | None = None
         self._dirty: set[str] = set()
         self._shown_phase: str | None = None
@@ -228,7 +228,7 @@ class TrainingScreen(StepScreen):
             return
         self.run_root = root
         self.view = RunView()
-        self.state = {}
+        self.state = RunStatus()
         self.unreadable = None
         self._shown_phase = None
         self.query_one(CheckpointList).clear()
@@ -285,7 +285,7 @@ class TrainingScreen(StepScreen):
                 next_state_at = now + STATE_POLL_S
                 state = follower.changed_state()
                 if state is not None:
-                    self.post_message(RunStateRead(root, state))
+                    self.post_message(RunStateRead(root, RunStatus.of(state)))
             # Each batch is posted only once the screen has room for it: a long history streams
             # through, never all in memory (or in the message queue) at once.
             for batch in follower.new_events(BATCH):
@@ -350,9 +350,9 @@ class TrainingScreen(StepScreen):
     @property
     def phase(self) -> str | None:
         """The phase shown: the events' latest, unless state.json says the worker is gone."""
-        if self.state.get("phase") == CRASHED:
+        if self.state.phase == CRASHED:
             return CRASHED
-        return self.view.phase or self.state.get("phase")
+        return self.view.phase or self.state.phase
 
     @property
     def active(self) -> bool:
@@ -462,8 +462,8 @@ class TrainingScreen(StepScreen):
             parts.append(
                 Text.assemble(
                     ("crashed: ", "bold"),
-                    f"the worker (pid {self.state.get('pid')}) is gone while the run was "
-                    f"'{self.state.get('recorded_phase')}'. The last lines of worker.log are below; "
+                    f"the worker (pid {self.state.pid}) is gone while the run was "
+                    f"'{self.state.recorded_phase}'. The last lines of worker.log are below; "
                     f"continue from the last complete checkpoint with: tuner run --resume {self.run_root}",
                 )
             )
@@ -472,8 +472,8 @@ class TrainingScreen(StepScreen):
 
     def _draw_progress(self) -> None:
         view, metric = self.view, self.view.metric
-        step = metric.get("step", self.state.get("step", 0)) or 0
-        total = view.max_steps or self.state.get("max_steps")
+        step = metric.get("step", self.state.step) or 0
+        total = view.max_steps or self.state.max_steps
         self.query_one(ProgressBar).update(total=total or None, progress=step)
         words = [f"step {step}/{total}" if total else f"step {step}"]
         if "epoch" in metric:

@@ -14,8 +14,10 @@ from textual.widgets import Button, DataTable, Input, Static
 
 from tuner_tui.screens.messages import RunChosen
 from tuner_tui.screens.step import StepScreen
+from tuner_tui.views.runs import RUN_COLUMNS, run_cells
 
 if TYPE_CHECKING:
+    from tuner_tui.runs.layout import RunSummary
     from tuner_tui.views.draft import Draft
 
 ABOUT = """\
@@ -62,11 +64,11 @@ class WelcomeScreen(StepScreen):
     class RunsListed(Message):
         """The runs found under the runs directory, newest first (rows from list_runs)."""
 
-        rows: list[dict]
+        rows: list[RunSummary]
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.query_one("#runs", DataTable).add_columns("run", "phase", "step", "loss", "age")
+        self.query_one("#runs", DataTable).add_columns(*RUN_COLUMNS)
         self._list_runs()
 
     def on_screen_resume(self) -> None:
@@ -81,16 +83,10 @@ class WelcomeScreen(StepScreen):
 
     @on(RunsListed)
     def _show_runs(self, event: RunsListed) -> None:
-        from tuner_tui.runs.layout import format_age
-
         table = self.query_one("#runs", DataTable)
         table.clear()
         for row in event.rows:
-            steps = f"{row['step']}/{row['max_steps']}" if row.get("max_steps") else str(row["step"])
-            loss = f"{row['loss']:.4f}" if isinstance(row["loss"], (int, float)) else "-"
-            table.add_row(
-                row["run_id"], row["phase"], steps, loss, format_age(row.get("created")), key=row["path"]
-            )
+            table.add_row(*run_cells(row), key=row.path)
         table.display = bool(event.rows)
         self.query_one("#runs-note", Static).update(
             "" if event.rows else f"No runs under {self.tuner.runs_dir} yet."

@@ -177,26 +177,21 @@ def attach(
 @app.command()
 def runs(runs_dir: RunsDir = DEFAULT_RUNS_DIR) -> None:
     """List runs with their phase, step, last loss and age."""
-    from tuner_tui.runs.layout import format_age, list_runs
+    from rich.text import Text
+
+    from tuner_tui.runs.layout import list_runs
+    from tuner_tui.views.runs import RUN_COLUMNS, run_cells, run_notes
 
     rows = list_runs(runs_dir)
     if not rows:
-        console.print(f"No runs under {runs_dir}.")
+        console.print(Text(f"No runs under {runs_dir}."))
         return
-    table = Table("run", "phase", "step", "loss", "age", title=f"Runs in {runs_dir}")
+    table = Table(*RUN_COLUMNS, title=Text(f"Runs in {runs_dir}"))
     for row in rows:
-        steps = f"{row['step']}/{row['max_steps']}" if row.get("max_steps") else str(row["step"])
-        loss = f"{row['loss']:.4f}" if isinstance(row["loss"], (int, float)) else "-"
-        table.add_row(row["run_id"], row["phase"], steps, loss, format_age(row.get("created")))
+        table.add_row(*(Text(cell) for cell in run_cells(row)))
     console.print(table)
-    for row in rows:
-        if row.get("problem"):
-            console.print(f"{row['run_id']}: its files could not be read ({row['problem']}).")
-        elif row.get("damaged"):
-            console.print(
-                f"{row['run_id']}: {row['damaged']}; its state was rebuilt from events.jsonl and its "
-                "checkpoints (a resume writes it back)."
-            )
+    for note in run_notes(rows):
+        console.print(Text(note))
 
 
 @app.command()
@@ -270,8 +265,8 @@ def inspect(
 
     _quiet_libraries()
     from tuner_tui.data.probe import inspect_data_config
-    from tuner_tui.data.render import render_report
     from tuner_tui.data.report import inspect_dataset
+    from tuner_tui.views.data_report import render_report
 
     tokenizer, data_config, max_length, base_dir = None, None, None, None
     if recipe is not None:
@@ -398,10 +393,8 @@ def _follow_evaluation(
 
 def _print_evaluation(run: RunDir, state: dict[str, Any], errors: list[dict[str, Any]]) -> None:
     """The objectives table and the verdict of a finished evaluation; the exit code says it."""
-    import json
-
     from tuner_tui.errors import EXIT_OBJECTIVES_FAILED, RunFailedError
-    from tuner_tui.evaluation.report import sample_note
+    from tuner_tui.views.evaluation_report import load_report, objectives_table, verdict_line
 
     phase = state.get("phase")
     if phase == "stopped":
@@ -417,28 +410,12 @@ def _print_evaluation(run: RunDir, state: dict[str, Any], errors: list[dict[str,
             f"The evaluation of {run.root} ended '{phase}' (pid {state.get('pid')} is gone) without "
             f"saying why. See {run.log}; evaluate again with: tuner eval {run.root}"
         )
-    report = json.loads((run.report / "report.json").read_text(encoding="utf-8"))
-    table = Table(
-        "metric", "target", "base", "tuned", "result", title=f"Objectives ({report['split']} split)"
-    )
-    for o in report["objectives"]:
-        fmt = "{:.4f}".format
-        table.add_row(
-            o["metric"],
-            f"{o['direction']} {o['target']:g}",
-            fmt(o["base"]) if isinstance(o["base"], float) else "-",
-            fmt(o["tuned"]) if isinstance(o["tuned"], float) else "-",
-            Text("pass", "green") if o["passed"] else Text("FAIL", "red"),
-        )
-    if report["objectives"]:
-        console.print(table)
-    console.print(
-        Text.assemble("Verdict: ", (report["verdict"], "bold"), f". Report: {run.report / 'report.md'}")
-    )
-    note = sample_note(report)
-    if note:
-        console.print(note.replace("`", ""), highlight=False)
-    raise typer.Exit(EXIT_OBJECTIVES_FAILED if report["verdict"] == "fail" else EXIT_OK)
+    report = load_report(run.report / "report.json")
+    if report.objectives:
+        console.print(objectives_table(report, f"Objectives ({report.where})"))
+    console.print(verdict_line(report))
+    console.print(Text(f"Report: {run.report / 'report.md'}"))
+    raise typer.Exit(EXIT_OBJECTIVES_FAILED if report.verdict == "fail" else EXIT_OK)
 
 
 @app.command()

@@ -218,7 +218,7 @@ def test_render_fits_80_columns(chats) -> None:
 
     from rich.console import Console
 
-    from tuner_tui.data.render import render_report
+    from tuner_tui.views.data_report import render_report
 
     out = io.StringIO()
     render_report(inspect_dataset(chats), Console(file=out, width=80))

@@ -154,7 +154,7 @@ def test_a_constant_column_across_batches() -> None:
 def test_lengths_without_a_tokenizer_are_called_words() -> None:
     from rich.console import Console
 
-    from tuner_tui.data.render import render_report
+    from tuner_tui.views.data_report import render_report
 
     report = inspect_dataset(_conflicting(), max_length=3)
     data = report.to_json()

@@ -340,7 +340,7 @@ def test_inspect_of_other_data_has_no_pairs_and_kto_counts(tmp_path) -> None:
 def test_render_prints_the_pairs_table(tmp_path) -> None:
     from rich.console import Console
 
-    from tuner_tui.data.render import render_report
+    from tuner_tui.views.data_report import render_report
 
     report = inspect_dataset(str(write(tmp_path / "pairs.jsonl", _inspect_rows())), max_length=5)
     console = Console(file=io.StringIO(), width=100, record=True)

@@ -93,12 +93,12 @@ def test_one_bad_run_never_breaks_the_listing(tmp_path: Path) -> None:
     gone = make_run(tmp_path, "20250105-gone", ["queued", "training", "completed"])
     gone.state.unlink()
 
-    rows = {row["run_id"]: row for row in list_runs(tmp_path)}
+    rows = {row.run_id: row for row in list_runs(tmp_path)}
     assert set(rows) == {r.run_id for r in (good, not_object, bad_events, bad_fields, gone)}
-    assert rows[good.run_id]["phase"] == "completed" and rows[good.run_id]["loss"] == pytest.approx(1 / 3)
-    assert rows[bad_events.run_id]["loss"] == pytest.approx(1 / 3)  # the non-object lines skipped
-    assert rows[not_object.run_id]["phase"] == "completed"
-    assert rows[gone.run_id]["damaged"] == "state.json missing"
+    assert rows[good.run_id].phase == "completed" and rows[good.run_id].loss == pytest.approx(1 / 3)
+    assert rows[bad_events.run_id].loss == pytest.approx(1 / 3)  # the non-object lines skipped
+    assert rows[not_object.run_id].phase == "completed"
+    assert rows[gone.run_id].damaged == "state.json missing"
 
     result = CliRunner().invoke(app, ["runs", "--runs-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output

@@ -174,7 +174,7 @@ def test_run_dir_layout_and_listing(tmp_path: Path) -> None:
     with EventWriter(run.events) as events:
         events.emit("metric", step=5, loss=0.5)
     (rows,) = list_runs(tmp_path / "runs")
-    assert rows["phase"] == "completed" and rows["loss"] == 0.5 and rows["step"] == 5
+    assert rows.phase == "completed" and rows.loss == 0.5 and rows.step == 5
     assert RunDir.open(run.root) == RunDir(run.root.resolve())
     with pytest.raises(TunerError, match="not a run directory"):
         RunDir.open(tmp_path)
@@ -195,4 +195,4 @@ def test_listing_skips_staging_folders_and_other_hidden_entries(tmp_path: Path) 
         with EventWriter(run.events) as events:
             events.emit("status", phase="queued", run_id=name)
     (runs / "notes.txt").write_text("not a run\n")
-    assert [row["run_id"] for row in list_runs(runs)] == ["20260101-000000-demo-abcdef"]
+    assert [row.run_id for row in list_runs(runs)] == ["20260101-000000-demo-abcdef"]

@@ -174,15 +174,15 @@ def test_the_wizard_re_evaluates_without_importing_torch(tiny_assets, tmp_path: 
                 await pilot.press("5")
                 screen = app.screen
                 await until(pilot, lambda: screen.report is not None, "the old report")
-                assert screen.report["verdict"] == "old"
+                assert screen.report.verdict == "old"
                 await pilot.press("e")
-                await until(pilot, lambda: screen.state.get("phase") == "evaluating", "evaluating")
+                await until(pilot, lambda: screen.state.phase == "evaluating", "evaluating")
                 status = str(screen.query_one("#report-status").content)
                 disabled = screen.query_one("#reevaluate").disabled
                 await until(
                     pilot,
-                    lambda: screen.state.get("phase") == "completed"
-                    and (screen.report or {{}}).get("verdict") == "fail",
+                    lambda: screen.state.phase == "completed"
+                    and screen.report is not None and screen.report.verdict == "fail",
                     "the new report",
                 )
                 verdict = str(screen.query_one("#verdict").content)

@@ -46,7 +46,7 @@ def wait_for_run(runs_dir: Path, launcher: subprocess.Popen, timeout: float = 12
 
     wait_for(created, timeout, "run directory")
     (row,) = list_runs(runs_dir)
-    return RunDir.open(row["path"])
+    return RunDir.open(row.path)
 
 
 @pytest.fixture

@@ -104,7 +104,7 @@ async def test_inspect_shows_format_preview_and_report(app: TunerApp) -> None:
         mapping = {s.name: s.value for s in screen.query(".role-column").results(Select)}
         assert mapping == {"text": "body", "label": "category"}
         quality = text(screen, "#report-quality")
-        assert "1 exact duplicate" in quality and "email" in quality
+        assert "exact duplicates" in quality and "PII: email" in quality
         assert "jane.doe@example.com" not in quality  # PII examples are masked
         assert "refund" in quality  # label counts
         assert screen.query_one("#chars-histogram", Histogram).summary["max"] > 0
@@ -308,8 +308,8 @@ async def test_lengths_are_tokens_of_the_recipe_model_with_the_truncation_share(
         screen = await open_data(app, pilot)
         await inspect(app, pilot, screen)
         overview = text(screen, "#report-overview")
-        assert "tokens, counted with tokenizer " in overview and "whitespace" not in overview
-        assert "64 of 64 rows (100.0%) longer than max_length = 16 tokens" in overview
+        assert "tokens: tokenizer " in overview and "whitespace" not in overview
+        assert "max_length 16 (tokens): 64 of 64 rows (100.0%) would be cut" in overview
         assert not screen.query_one("#tokenizer-note").display
         histogram = screen.query_one("#tokens-histogram", Histogram)
         assert histogram.title == "tokens per row" and histogram.summary is not None
@@ -319,7 +319,7 @@ async def test_lengths_are_tokens_of_the_recipe_model_with_the_truncation_share(
         from tuner_tui.screens.messages import DraftEdited
 
         app.post_message(DraftEdited({"training.max_length": 4096}))
-        await until(pilot, lambda: "max_length = 4,096" in text(screen, "#report-overview"), "re-inspected")
+        await until(pilot, lambda: "max_length 4,096" in text(screen, "#report-overview"), "re-inspected")
         assert "0 of 64 rows (0.0%)" in text(screen, "#report-overview")
 
         app.post_message(DraftEdited({"model.name_or_path": ""}))

@@ -221,7 +221,7 @@ async def settle(pilot: Pilot) -> None:
     await pilot.pause()
     screen = pilot.app.screen
     if isinstance(screen, EvaluationScreen) and screen.run_root is not None:
-        await until(pilot, lambda: bool(screen.state), "the run's phase")
+        await until(pilot, lambda: screen.state.phase is not None, "the run's phase")
     await workers_done(pilot, skip_groups=("watch-run",))
     await pilot.pause()
 
@@ -378,7 +378,7 @@ async def test_a_failed_reevaluation_says_why_and_keeps_the_old_report(
         await pilot.press("5")
         await settle(pilot)
         await pilot.press("e")
-        await until(pilot, lambda: screen_of(app).state.get("phase") == "evaluating", "evaluating")
+        await until(pilot, lambda: screen_of(app).state.phase == "evaluating", "evaluating")
         end_evaluation(
             run, "failed", error_kind="evaluation", message="Training completed but evaluation failed: boom",
             hint="Fix the cause, then: tuner eval RUN",

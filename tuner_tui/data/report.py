@@ -464,6 +464,7 @@ def inspect_dataset(
     skip_bad_rows: bool = False,
     near_duplicate_threshold: float = 0.8,
     find_near_duplicates: bool = True,
+    load: LoadInfo | None = None,
 ) -> DataReport:
     """Load (if given a path), detect the format and profile the data.
 
@@ -477,6 +478,7 @@ def inspect_dataset(
         skip_bad_rows: Skip (and count) malformed JSON Lines instead of failing.
         near_duplicate_threshold: Jaccard similarity of word 3-shingles for near duplicates.
         find_near_duplicates: Set False to skip MinHash clustering (the slowest part).
+        load: How a given dataset was read (`load_data`'s LoadInfo); default: in memory.
 
     Returns:
         The DataReport.
@@ -484,7 +486,7 @@ def inspect_dataset(
     if isinstance(path_or_dataset, (str, Path)):
         dataset, info = load_data(str(path_or_dataset), base_dir, skip_bad_rows=skip_bad_rows)
     else:
-        dataset, info = path_or_dataset, LoadInfo(source="(dataset)", builder="in memory")
+        dataset, info = path_or_dataset, load or LoadInfo(source="(dataset)", builder="in memory")
     detection = _detect(dataset, recipe_data)
     columns = dataset.column_names
     content_cols = text_columns(detection, columns)

@@ -9,16 +9,28 @@ from typing import Any
 
 from tuner_tui.runs.state import atomic_write_text
 
-VERDICT_WORDS = {
-    "pass": "PASS: every objective is met.",
-    "fail": "FAIL: at least one objective is not met.",
-    "no_objectives": "No objectives were set, so there is no verdict; the metrics are below.",
+VERDICTS = {
+    "pass": ("PASS", "every objective is met"),
+    "fail": ("FAIL", "at least one objective is not met"),
+    "no_objectives": ("NO VERDICT", "no objectives were set, so there is no verdict; the metrics are below"),
 }
+"""Each verdict's label and what it means: report.md, `tuner eval` and the Evaluation step."""
 
 
-def _num(value: Any) -> str:
+def verdict_sentence(verdict: str) -> str:
+    """'PASS: every objective is met.' (the label is left out where the words say it)."""
+    label, words = VERDICTS.get(verdict, (verdict.upper(), ""))
+    if verdict == "no_objectives":
+        return words[0].upper() + words[1:] + "."
+    return f"{label}: {words}." if words else f"{label}."
+
+
+def format_metric(value: Any) -> str:
+    """A metric value in a table: 4 decimals (1 past 1,000), '-' when missing, 'nan' as such."""
     if value is None:
         return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
         if math.isnan(value):
             return "nan"
@@ -51,7 +63,6 @@ SAMPLE_TEXTS = ("input", "reference", "chosen", "rejected", "base", "tuned")
 """The texts a sample quotes (masked for PII unless show_raw_samples), in the columns' order."""
 SAMPLE_COLUMNS = (*SAMPLE_TEXTS, "base_margin", "tuned_margin")
 """A sample's columns in report.md and the Evaluation step: its texts, then preference margins."""
-"""The keys of a report sample that hold text: from the data, or generated from it."""
 
 
 def mask_samples(report: dict[str, Any]) -> dict[str, Any]:
@@ -110,7 +121,7 @@ def sample_note(report: dict[str, Any]) -> str:
 
 def render_markdown(report: dict[str, Any]) -> str:
     lines = [f"# Evaluation report: {report['run_id']}", ""]
-    verdict = VERDICT_WORDS[report["verdict"]]
+    verdict = verdict_sentence(report["verdict"])
     note = sample_note(report)
     lines += [
         f"**Verdict:** {verdict}" + (f" {note}" if note and report["verdict"] != "no_objectives" else ""),
@@ -137,9 +148,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         ]
         for o in report["objectives"]:
             result = "pass" if o["passed"] else "FAIL"
+            values = " | ".join(format_metric(o[k]) for k in ("base", "tuned", "margin"))
             lines.append(
-                f"| {o['metric']} | {o['direction']} {_num(o['target'])} | {_num(o['base'])} | "
-                f"{_num(o['tuned'])} | {_num(o['margin'])} | {result} |"
+                f"| {o['metric']} | {o['direction']} {format_metric(o['target'])} | {values} | {result} |"
             )
         lines.append("")
     metrics = report["metrics"]
@@ -147,7 +158,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += ["## Metrics", "", "| metric | base | tuned |", "|---|---|---|"]
     for name in names:
         base, tuned = metrics.get("base", {}).get(name), metrics.get("tuned", {}).get(name)
-        lines.append(f"| {name} | {_num(base)} | {_num(tuned)} |")
+        lines.append(f"| {name} | {format_metric(base)} | {format_metric(tuned)} |")
     lines.append("")
     confusion = metrics.get("tuned", {}).get("confusion_matrix")
     if confusion:

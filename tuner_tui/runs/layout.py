@@ -103,8 +103,26 @@ def last_metric(run: RunDir) -> dict[str, Any] | None:
     return None
 
 
-def list_runs(runs_dir: Path) -> list[dict[str, Any]]:
-    """Summaries of the runs under `runs_dir`, newest first: id, path, phase, step, loss, updated.
+@dataclass(frozen=True)
+class RunSummary:
+    """One run as `tuner runs` and the wizard's run pickers list it."""
+
+    run_id: str
+    path: str
+    phase: str
+    step: int
+    max_steps: int | None
+    loss: float | None
+    created: str | None
+    updated: str | None
+    damaged: str | None = None
+    """Why its state was rebuilt (state.json missing or unreadable); None when it was fine."""
+    problem: str | None = None
+    """Why its files could not be read (phase `unreadable`); None otherwise."""
+
+
+def list_runs(runs_dir: Path) -> list[RunSummary]:
+    """Summaries of the runs under `runs_dir`, newest first.
 
     Hidden entries are not runs: `.staging-*` is a run being created (renamed into place once
     complete, see launcher.create_run), `.nodes` holds the logs of nodes joining a run. One run
@@ -121,29 +139,30 @@ def list_runs(runs_dir: Path) -> list[dict[str, Any]]:
             rows.append(_summary(run))
         except (OSError, ValueError, TypeError, AttributeError) as exc:
             rows.append(
-                {"run_id": run.run_id, "path": str(path), "phase": "unreadable", "step": 0,
-                 "max_steps": None, "loss": None, "created": None, "updated": None,
-                 "problem": f"{type(exc).__name__}: {exc}"}
+                RunSummary(run.run_id, str(path), "unreadable", 0, None, None, None, None,
+                           problem=f"{type(exc).__name__}: {exc}")
             )  # fmt: skip
-    rows.sort(key=lambda r: r.get("created") or "", reverse=True)
+    rows.sort(key=lambda r: r.created or "", reverse=True)
     return rows
 
 
-def _summary(run: RunDir) -> dict[str, Any]:
+def _summary(run: RunDir) -> RunSummary:
     state = read_state(run.state)
     metric = last_metric(run)
     loss = metric.get("loss") if metric else None
-    return {
-        "run_id": run.run_id,
-        "path": str(run.root),
-        "phase": str(state.get("phase", "unknown")),
-        "step": state.get("step") if isinstance(state.get("step"), int) else 0,
-        "max_steps": state.get("max_steps") if isinstance(state.get("max_steps"), int) else None,
-        "loss": loss if isinstance(loss, (int, float)) else None,
-        "created": state.get("created") if isinstance(state.get("created"), str) else None,
-        "updated": state.get("updated"),
-        "damaged": state.get("damaged"),
-    }
+    step, max_steps, created = state.get("step"), state.get("max_steps"), state.get("created")
+    updated, damaged = state.get("updated"), state.get("damaged")
+    return RunSummary(
+        run_id=run.run_id,
+        path=str(run.root),
+        phase=str(state.get("phase", "unknown")),
+        step=step if isinstance(step, int) else 0,
+        max_steps=max_steps if isinstance(max_steps, int) else None,
+        loss=float(loss) if isinstance(loss, (int, float)) else None,
+        created=created if isinstance(created, str) else None,
+        updated=updated if isinstance(updated, str) else None,
+        damaged=str(damaged) if damaged else None,
+    )
 
 
 def format_age(iso: str | None, now: float | None = None) -> str:

@@ -1,5 +1,5 @@
 """Bars of unicode blocks and the bin labels of a length histogram: drawn the same way by the
-CLI (`tuner inspect`, data/render.py) and the wizard (widgets/histogram.py, the Data step)."""
+CLI (`tuner inspect`, views/data_report.py) and the wizard (widgets/histogram.py, the Data step)."""
 
 from __future__ import annotations
 

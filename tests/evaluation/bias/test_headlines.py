@@ -20,7 +20,7 @@ from tests.evaluation.bias.test_counterfactual import PAIRS
 from tests.evaluation.bias.test_paired import CSV
 from tuner_tui.evaluation.bias import bias_markdown, bias_report, load_pairs, run_counterfactual, run_paired
 from tuner_tui.recipe import BiasConfig
-from tuner_tui.screens.evaluation import bias_text
+from tuner_tui.views.evaluation_report import bias_text, read_report
 
 TITLES = {"data_audit": "Data audit", "counterfactual": "Counterfactual probes", "paired": "Paired sentences"}
 MARKDOWN_TITLES = {
@@ -40,7 +40,7 @@ MOVE = re.compile(rf"(rose|fell) from {NUMBER}(%?) to {NUMBER}(%?)")
 
 def screen_lines(bias: dict[str, Any]) -> dict[str, str]:
     """The wizard's bias text, as the first line of each part."""
-    text = bias_text(bias).plain
+    text = bias_text(read_report({"bias": bias})).plain
     heads = {}
     for name, title in TITLES.items():
         found = [line for line in text.splitlines() if line.startswith(title + ":")]
@@ -74,7 +74,9 @@ def check_rendering(bias: dict[str, Any]) -> dict[str, str]:
     markdown = bias_markdown(bias)
     screen = screen_lines(bias)
     assert not RAW.search(markdown.split("Example pairs:")[0]), RAW.search(markdown).group(0)
-    assert not RAW.search(bias_text(bias).plain), RAW.search(bias_text(bias).plain).group(0)
+    assert not RAW.search(bias_text(read_report({"bias": bias})).plain), RAW.search(
+        bias_text(read_report({"bias": bias})).plain
+    ).group(0)
     for name in TITLES:
         headline = markdown_headline(markdown, name) if bias[name].get("status") == "ok" else screen[name]
         assert_consistent(headline)
@@ -107,7 +109,7 @@ def test_flip_rate_falls_while_the_shift_rises_reads_as_mixed(tmp_path: Path) ->
     cf = bias["counterfactual"]
     assert cf["base"]["overall"]["flip_rate"] > cf["tuned"]["overall"]["flip_rate"] == 0.0
     # No sentence may say the gap simply "increased" while the flip rate shown went down.
-    text = bias_text(bias).plain + bias_markdown(bias)
+    text = bias_text(read_report({"bias": bias})).plain + bias_markdown(bias)
     assert "increased the overall gap" not in text
     heads = check_rendering(bias)
     headline = heads["counterfactual"]
