@@ -35,7 +35,7 @@ from tuner_tui.modeling.catalog import (
 )
 from tuner_tui.modeling.methods import METHOD_PARAMS
 from tuner_tui.modeling.ml_import import ensure_ml_imported
-from tuner_tui.recipe import Recipe, field_help
+from tuner_tui.recipe import PREFERENCE_KNOBS, PREFERENCE_LOSS_HELP, Recipe, field_help
 from tuner_tui.screens.messages import DraftEdited
 from tuner_tui.screens.step import StepScreen
 from tuner_tui.screens.steps import MEMORY_KEYS
@@ -64,13 +64,6 @@ RENDEZVOUS_FIELDS = ("training.master_addr", "training.master_port")  # shown wi
 PREFERENCE_FIELDS = tuple(k for k in SPECS if k.startswith("preference."))
 """The [preference] knobs, shown when [model] task = 'preference'."""
 # Which knobs each loss reads (the rest stay hidden: a knob that does nothing misleads).
-PREFERENCE_KNOBS = {
-    "dpo": ("beta", "start_from", "label_smoothing"),
-    "ipo": ("beta", "start_from"),
-    "orpo": ("beta", "start_from"),
-    "simpo": ("beta", "start_from", "simpo_gamma"),
-    "kto": ("beta", "start_from", "desirable_weight", "undesirable_weight"),
-}
 
 
 def format_params(n: int) -> str:
@@ -168,6 +161,7 @@ class ModelScreen(StepScreen):
             yield RecipeForm(LOADING_FIELDS, title="Loading the model", id="loading-form")
             yield RecipeForm(METHOD_FIELDS, title="Method", id="method-form")
             yield RecipeForm(PREFERENCE_FIELDS, title="Preference tuning", id="preference-form")
+            yield Static("", id="loss-help", markup=False)
             yield RecipeForm(TRAINING_FIELDS, title="Training settings that drive memory", id="memory-form")
             yield Static("Memory estimate", classes="section", id="estimate-title")
             yield Static("", id="estimate")
@@ -215,6 +209,9 @@ class ModelScreen(StepScreen):
         preference.display = recipe.model.task == "preference"
         knobs = PREFERENCE_KNOBS.get(recipe.preference.loss, ())
         preference.set_shown(("preference.loss", *(f"preference.{k}" for k in knobs)))
+        loss_help = self.query_one("#loss-help", Static)
+        loss_help.update(PREFERENCE_LOSS_HELP.get(recipe.preference.loss, ""))
+        loss_help.display = preference.display
         several_nodes = recipe.training.nnodes > 1
         self.query_one("#memory-form", RecipeForm).set_shown(
             k for k in TRAINING_FIELDS if several_nodes or k not in RENDEZVOUS_FIELDS

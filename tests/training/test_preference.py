@@ -228,7 +228,7 @@ def test_dpo_resumed_after_sigkill_is_bit_identical(polite_model: Path, tmp_path
     "loss, sequences, start_from, copy",
     [("dpo", 2, "", False), ("dpo", 2, "sft-run", True), ("orpo", 2, "", False), ("kto", 1, "sft-run", True)],
 )
-def test_the_memory_estimate_counts_both_answers_and_the_reference(
+def test_the_estimate_counts_both_answers_and_the_reference(
     polite_model: Path, tmp_path: Path, loss: str, sequences: int, start_from: str, copy: bool
 ) -> None:
     """A fresh LoRA's reference is the base model (no copy); a start_from adapter's is its copy."""
@@ -246,6 +246,13 @@ def test_the_memory_estimate_counts_both_answers_and_the_reference(
     if copy:  # a copy of the LoRA adapter, not of the model
         assert tuned.breakdown["reference"] == tuned.breakdown["trainable_params"]
     assert any(note.startswith(f"preference ({loss})") for note in tuned.notes)
+    # The time estimate: both answers' tokens, and the reference's forward pass (none for ORPO).
+    assert tuned.planned_tokens == sequences * supervised.planned_tokens
+    if loss == "orpo":
+        assert tuned.flops_per_token == supervised.flops_per_token
+    else:
+        assert supervised.flops_per_token < tuned.flops_per_token < 1.5 * supervised.flops_per_token
+        assert any("frozen reference runs a forward pass" in a for a in tuned.time_assumptions)
 
 
 def test_kto_trains_on_conversations_marked_good_or_bad(polite_model: Path, tmp_path: Path) -> None:

@@ -596,3 +596,31 @@ async def test_an_unexpected_worker_error_is_said_and_the_wizard_lives(
             "RuntimeError: the hub cache folder is a dangling symlink",
         ) in shown
         assert app.is_running
+
+
+async def test_the_preference_loss_shows_its_knobs_and_when_to_choose_it(
+    tmp_path: Path, fake_engine: list[Any]
+) -> None:
+    from tuner_tui.recipe import PREFERENCE_LOSS_HELP
+    from tuner_tui.screens.messages import DraftEdited
+
+    def preference_shown(key: str) -> bool:
+        return app.screen.query_one(f"#row-field-preference-{key}").display
+
+    app = TunerApp(demo=True, runs_dir=tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        await pilot.pause()
+        assert not app.screen.query_one("#preference-form").display
+        assert not app.screen.query_one("#loss-help").display
+        app.screen.post_message(DraftEdited({"model.task": "preference"}))
+        await pilot.pause()
+        assert app.screen.query_one("#preference-form").display
+        assert text_of(app, "#loss-help") == PREFERENCE_LOSS_HELP["dpo"]
+        assert preference_shown("label_smoothing") and not preference_shown("desirable_weight")
+        app.screen.query_one("#field-preference-loss", Select).value = "kto"
+        await pilot.pause()
+        assert app.draft.recipe.preference.loss == "kto"
+        assert text_of(app, "#loss-help").startswith("KTO learns from single answers")
+        assert preference_shown("desirable_weight") and not preference_shown("label_smoothing")
+        assert "choose it when" in PREFERENCE_LOSS_HELP["simpo"]

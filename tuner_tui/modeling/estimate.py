@@ -403,10 +403,8 @@ def flops_per_token(
     base. Causal attention adds 2 x layers x hidden x length forward (QK^T and AV, half masked)
     and twice that backward. Checkpointing adds one more forward. Input embeddings are lookups.
     """
-    hidden, _, layers, _, vocab = _shape(config)
-    matmul = max(total_params - vocab * hidden, 1)
-    attention = 2 * layers * hidden * tokens_per_sequence
-    forward = 2 * matmul + attention
+    hidden, _, layers, _, _ = _shape(config)
+    forward = forward_flops_per_token(config, total_params, tokens_per_sequence)
     if method == "full":
         backward = 2 * forward
     elif method == "freeze":
@@ -416,6 +414,14 @@ def flops_per_token(
         forward += 2 * trainable_params
         backward = forward + 2 * trainable_params
     return forward * (2 if checkpointing else 1) + backward
+
+
+def forward_flops_per_token(config: Any, total_params: int, tokens_per_sequence: float) -> float:
+    """One forward pass per token: 2 FLOPs per matmul weight (embeddings are lookups) plus causal
+    attention. Also what a frozen preference reference costs, as it runs forward only."""
+    hidden, _, layers, _, vocab = _shape(config)
+    matmul = max(total_params - vocab * hidden, 1)
+    return 2 * matmul + 2 * layers * hidden * tokens_per_sequence
 
 
 def _strings(value: Any) -> list[str]:
@@ -507,6 +513,17 @@ def estimate_time(
         checkpointing=t.gradient_checkpointing,
         trainable_layers=m.trainable_layers,
     )
+    if recipe.model.task == "preference":
+        loss = recipe.preference.loss
+        if loss in PAIR_LOSSES:
+            tokens *= 2
+            assumptions.append("preference pairs: the chosen and the rejected answer both train (x2 tokens)")
+        if loss in REFERENCE_LOSSES:
+            reference = forward_flops_per_token(config, total_params, per_sequence)
+            per_token += reference
+            assumptions.append(
+                f"the frozen reference runs a forward pass too (+{reference / 1e9:.2f} GFLOP per token)"
+            )
     calibrated = measure_throughput(device, dtype if device == "cuda" else "float32")
     efficiency = TRAINING_EFFICIENCY[device]
     assumptions.append(
