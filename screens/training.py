@@ -61,6 +61,7 @@ TRAINING_LOOP = (
     "training.save_every_steps",
     "training.keep_checkpoints",
     "training.device",
+    "training.deterministic",
 )
 """The loop's settings, edited here; memory-shaping ones (batch, length, processes) are on Model."""
 

@@ -314,3 +314,24 @@ def test_missing_recipe_file_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "does not exist" in result.stderr
+
+
+def test_deterministic_is_a_choice_in_the_hash_and_the_trainer(tmp_path: Path) -> None:
+    """Off, the run trades bit-identical re-runs for speed: another recipe (another hash), and
+    the Trainer gets no full determinism. On (the default), recipes hash as before the key."""
+    from tuner_tui.runs.layout import RunDir
+    from tuner_tui.training.run import training_values
+
+    on, _ = parse_recipe(parse_document(GOOD, "a"))
+    off, _ = parse_recipe(
+        parse_document(GOOD.replace("[training]\n", "[training]\ndeterministic = false\n"), "b")
+    )
+    assert on.training.deterministic and not off.training.deterministic
+    assert on.hash() != off.hash()
+    explicit, _ = parse_recipe(
+        parse_document(GOOD.replace("[training]\n", "[training]\ndeterministic = true\n"), "c")
+    )
+    assert explicit.hash() == on.hash()
+    run = RunDir(tmp_path)
+    assert training_values(on, run, "cpu", False)["full_determinism"] is True
+    assert training_values(off, run, "cpu", False)["full_determinism"] is False

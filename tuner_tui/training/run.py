@@ -170,7 +170,9 @@ def training_values(
         save_total_limit=None,  # pruning is ours: only complete checkpoints count
         seed=recipe.project.seed,
         data_seed=recipe.project.seed,
-        full_determinism=device == "cpu",
+        # On CPU, transformers' full determinism (torch's deterministic algorithms) makes re-runs
+        # bit-identical; CUDA runs stay seeded but use the fast kernels (not checked on a GPU yet).
+        full_determinism=device == "cpu" and t.deterministic,
         use_cpu=device == "cpu",
         bf16=dtype == "bfloat16",
         fp16=dtype == "float16",
@@ -211,7 +213,7 @@ def train(
 
     device = resolve_device(recipe.training.device)
     check_strategy_device(recipe, device)
-    set_seed(recipe.project.seed, deterministic=device == "cpu")
+    set_seed(recipe.project.seed, deterministic=device == "cpu" and recipe.training.deterministic)
     # One rank per node fills the caches (datasets' Arrow files, transcoded copies) before the rest.
     with local_main_first(rank):
         tokenizer = load_tokenizer(recipe.model)
