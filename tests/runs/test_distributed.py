@@ -45,17 +45,55 @@ TUNER = [sys.executable, "-m", "tuner_tui.cli"]
 STEPS = 12
 CAPTURE: dict = {"capture_output": True, "text": True}
 
-# Each optimizer step sleeps, so a test can act between steps (set TUNER_TEST_SLOW_STEP_S).
-SLOW_STEP = """
+# A gate at the optimizer step, so a test acts at a known step without slowing every step: while
+# the file TUNER_TEST_GATE exists and holds N, each rank takes N steps in its process, then waits
+# before the next (its optimizer step, after the gradients were exchanged) and marks the file
+# `<gate>.held-<rank>`; removing the file lets the ranks go on.
+GATE = """
 import os, time
-if os.environ.get("TUNER_TEST_SLOW_STEP_S"):
+_gate = os.environ.get("TUNER_TEST_GATE")
+if _gate:
     import torch.optim
     _step = torch.optim.AdamW.step
+    _taken = 0
     def step(self, *args, **kwargs):
-        time.sleep(float(os.environ["TUNER_TEST_SLOW_STEP_S"]))
+        global _taken
+        try:
+            with open(_gate) as f:
+                after = int(f.read() or 0)
+        except (OSError, ValueError):
+            after = None
+        if after is not None and _taken >= after:
+            open(f"{_gate}.held-{os.environ.get('RANK', '0')}", "w").close()
+            while os.path.exists(_gate):
+                time.sleep(0.02)
+        _taken += 1
         return _step(self, *args, **kwargs)
     torch.optim.AdamW.step = step
 """
+
+
+class Gate:
+    """Holds a run's ranks at a step (see GATE) for as long as a test needs."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def close(self, after: int = 2) -> None:
+        """From now on, each rank holds once it has taken `after` more steps in its process."""
+        self.path.write_text(str(after))
+
+    def wait_held(self, ranks: tuple[int, ...] = (0, 1)) -> None:
+        wait_for(
+            lambda: all(self.path.with_name(f"{self.path.name}.held-{r}").exists() for r in ranks),
+            what=f"ranks {ranks} to reach the gate",
+        )
+
+    def open(self) -> None:
+        self.path.unlink(missing_ok=True)
+        for marker in self.path.parent.glob(f"{self.path.name}.held-*"):
+            marker.unlink()
+
 
 # Same examples, same math, different padding: a micro-batch of 2 (or 4) rows is padded to its own
 # longest row, a batch of 4 (or 8) to the longest of all, so matmuls sum in another order. Adam
@@ -81,19 +119,13 @@ def recipe_for(tmp: Path, assets: dict[str, Path], name: str, **training: object
 
 
 @pytest.fixture
-def slow_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Gate:
     hooks = tmp_path / "hooks"
     hooks.mkdir()
-    (hooks / "sitecustomize.py").write_text(textwrap.dedent(SLOW_STEP))
+    (hooks / "sitecustomize.py").write_text(textwrap.dedent(GATE))
     monkeypatch.setenv("PYTHONPATH", f"{hooks}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-
-    def set_delay(seconds: float | None) -> None:
-        if seconds is None:
-            monkeypatch.delenv("TUNER_TEST_SLOW_STEP_S", raising=False)
-        else:
-            monkeypatch.setenv("TUNER_TEST_SLOW_STEP_S", str(seconds))
-
-    return set_delay
+    monkeypatch.setenv("TUNER_TEST_GATE", str(tmp_path / "gate"))
+    return Gate(tmp_path / "gate")
 
 
 @pytest.fixture(scope="module")
@@ -145,36 +177,32 @@ def test_two_processes_match_one_process_with_the_same_global_batch(two_ranks) -
 
 
 def test_tuner_stop_and_sigterm_stop_both_ranks_at_one_step_and_resume(
-    two_ranks, tmp_path: Path, slow_steps
+    two_ranks, tmp_path: Path, gate: Gate
 ) -> None:
-    # A second a step: `tuner stop` (a fresh interpreter) must land before the last step even on
-    # a loaded machine; the run stops a step after it, so the slow steps cost little.
-    slow_steps(1.0)
+    gate.close(after=2)
     run = start_run(two_ranks["recipe"], tmp_path / "runs")
-    wait_for(lambda: any(m["step"] >= 2 for m in events_of(run, "metric")), what="step 2")
+    gate.wait_held()  # both ranks at step 3
     stop = subprocess.run([*TUNER, "stop", str(run.root)], capture_output=True, text=True)
     assert stop.returncode == 0, stop.stderr
+    gate.open()
     state = wait_until_done(run, timeout=60)
     assert state["phase"] == "stopped"
     first = state["step"]
-    assert rank_steps(run) == {0: [first], 1: [first]}
+    assert first == 3 and rank_steps(run) == {0: [first], 1: [first]}
     assert checkpoints.latest_complete(run.checkpoints).name == f"checkpoint-{first}"
 
-    # SIGTERM to the supervisor (what `kill PID` or a scheduler does) reaches both ranks too. Sent
-    # at the first new step: the run must still have steps left when the signal lands (a quick
-    # machine ran all 12 before a signal sent two steps later arrived).
+    # SIGTERM to the supervisor (what `kill PID` or a scheduler does) reaches both ranks too.
+    gate.close(after=1)
     resume_run(run.root)
-    wait_for(lambda: any(m["step"] > first for m in events_of(run, "metric")), what="a new step")
+    gate.wait_held()  # both ranks at step first + 2
     os.kill(read_raw_state(run.state)["pid"], signal.SIGTERM)
+    gate.open()
     state = wait_until_done(run, timeout=60)
     assert state["phase"] == "stopped", run.log.read_text()[-2000:]
     second = state["step"]
-    # Both ranks stopped after one step (`stopped`, not `completed`). On a machine loaded twice
-    # over, the signal has been seen to land only at the last step, so that counts as well.
-    assert first < second <= STEPS
+    assert second == first + 2
     assert rank_steps(run) == {0: [first, second], 1: [first, second]}
 
-    slow_steps(None)
     resume_run(run.root)
     assert wait_until_done(run)["phase"] == "completed"
     # Same world size, same batches, both ranks' RNG restored: equal to the uninterrupted run.
@@ -203,17 +231,18 @@ def _rank_pid(supervisor_pid: int, rank: int) -> int | None:
 
 
 def test_a_killed_rank_fails_the_run_naming_it_and_leaves_no_process(
-    two_ranks, tmp_path: Path, slow_steps
+    two_ranks, tmp_path: Path, gate: Gate
 ) -> None:
-    slow_steps(1.0)  # a second a step: a `tuner stop` or signal lands before the last one
+    gate.close(after=2)
     run = start_run(two_ranks["recipe"], tmp_path / "runs")
-    wait_for(lambda: any(m["step"] >= 2 for m in events_of(run, "metric")), what="step 2")
+    gate.wait_held()
     supervisor = read_raw_state(run.state)["pid"]
     processes = [psutil.Process(supervisor), *psutil.Process(supervisor).children(recursive=True)]
     victim = _rank_pid(supervisor, 1)
     assert victim is not None
     killed_at = time.monotonic()
     os.kill(victim, signal.SIGKILL)
+    gate.open()  # rank 0 goes on, into a collective its peer will never join
     state = wait_until_done(run, timeout=60)
     # Well inside the 60 s allowed, and the agent's 30 s grace before SIGKILL was not needed.
     assert time.monotonic() - killed_at < 25
@@ -230,43 +259,46 @@ def test_a_killed_rank_fails_the_run_naming_it_and_leaves_no_process(
 
 
 def test_ranks_whose_supervisor_is_killed_stop_together_and_a_resume_waits_for_them(
-    two_ranks, tmp_path: Path, slow_steps
+    two_ranks, tmp_path: Path, gate: Gate
 ) -> None:
     """SIGKILL leaves the supervisor no chance to pass anything on: the kernel's parent-death
     signal reaches the ranks, which stop after the same step with a checkpoint. A resume asked
     for at once waits for them (their pids are in state.json) instead of racing their save."""
-    slow_steps(1.0)  # a second a step: a `tuner stop` or signal lands before the last one
+    gate.close(after=2)
     run = start_run(two_ranks["recipe"], tmp_path / "runs")
-    wait_for(lambda: any(m["step"] >= 2 for m in events_of(run, "metric")), what="step 2")
+    gate.wait_held()
     supervisor = read_raw_state(run.state)["pid"]
     ranks = psutil.Process(supervisor).children()
     assert sorted(p["pid"] for p in read_raw_state(run.state)["rank_pids"]) == sorted(p.pid for p in ranks)
     supervisor_process = psutil.Process(supervisor)
     os.kill(supervisor, signal.SIGKILL)
     wait_for(lambda: all_gone([supervisor_process]), timeout=10, what="the supervisor to die")
-    slow_steps(None)
+    gate.open()  # the ranks have their parent-death signal: they finish the step and stop
     resume_run(run.root)  # returns once the old ranks are gone and the new supervisor started
     assert all_gone(ranks)
     stopped = [e for e in events_of(run, "status") if e["phase"] == "stopped"]
     assert len(stopped) == 1
     step = stopped[0]["step"]
-    assert rank_steps(run) == {0: [step], 1: [step]}
+    assert step == 3 and rank_steps(run) == {0: [step], 1: [step]}
     assert wait_until_done(run)["phase"] == "completed"
     assert any(f"Resuming from checkpoint-{step}" in e.get("message", "") for e in events_of(run, "log"))
     assert_same_tensors(adapter_tensors(run.adapter), two_ranks["adapter"])
 
 
 def test_sigterm_to_a_following_tuner_run_stops_the_run_and_follows_it_to_the_end(
-    two_ranks, tmp_path: Path, slow_steps
+    two_ranks, tmp_path: Path, gate: Gate
 ) -> None:
     """What Slurm (or Kubernetes, or systemd) does to end a job: SIGTERM to the foreground command."""
-    slow_steps(1.0)  # a second a step: a `tuner stop` or signal lands before the last one
+    gate.close(after=2)
     runs_dir = tmp_path / "runs"
     command = [*TUNER, "run", str(two_ranks["recipe"]), "--runs-dir", str(runs_dir)]
     follower = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     run = wait_for_run(runs_dir, follower)
-    wait_for(lambda: any(m["step"] >= 2 for m in events_of(run, "metric")), what="step 2")
+    gate.wait_held()
     follower.send_signal(signal.SIGTERM)
+    # The follower passes the signal on as a stop request; the ranks see it at the step's end.
+    wait_for(lambda: (run.control / "stop").exists(), what="the follower's stop request")
+    gate.open()
     out, _ = follower.communicate(timeout=60)
     assert follower.returncode == 0, out[-3000:]
     assert "SIGTERM: stopping the run" in out and "Stopped at step" in out
@@ -278,7 +310,7 @@ def test_sigterm_to_a_following_tuner_run_stops_the_run_and_follows_it_to_the_en
 
 
 def test_two_nodes_on_one_machine_complete_stop_and_resume(
-    two_ranks, tiny_assets, tmp_path: Path, slow_steps
+    two_ranks, tiny_assets, tmp_path: Path, gate: Gate
 ) -> None:
     """Two `tuner run` invocations, node ranks 0 and 1, meeting on 127.0.0.1: one run directory,
     stopped half-way and resumed by both nodes from it."""
@@ -288,7 +320,7 @@ def test_two_nodes_on_one_machine_complete_stop_and_resume(
     def node(rank: int, *start: str) -> list[str]:
         return [*TUNER, "run", *start, "--runs-dir", str(runs_dir), "--nnodes", "2", "--node-rank", str(rank)]
 
-    slow_steps(1.0)  # a second a step: a `tuner stop` or signal lands before the last one
+    gate.close(after=2)
     meet = ["--master-addr", "127.0.0.1", "--master-port", str(free_port())]
     second = subprocess.Popen(
         [*node(1, str(recipe)), *meet], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -297,18 +329,18 @@ def test_two_nodes_on_one_machine_complete_stop_and_resume(
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     (root,) = [p for p in runs_dir.iterdir() if not p.name.startswith(".")]
     run = RunDir.open(root)
-    wait_for(lambda: any(m["step"] >= 2 for m in events_of(run, "metric")), what="step 2")
+    gate.wait_held()
     assert subprocess.run([*TUNER, "stop", str(run.root)], **CAPTURE).returncode == 0
+    gate.open()
     out, _ = second.communicate(timeout=120)
     assert second.returncode == 0, out[-3000:]
     state = wait_until_done(run, timeout=60)
-    assert state["phase"] == "stopped" and 2 <= state["step"] < STEPS
+    assert state["phase"] == "stopped" and state["step"] == 3
     assert "Node 1 of 2: joining the run node 0 leads at 127.0.0.1:" in out
     assert f"rank 1 (node 1) joined {run.root}" in out
     assert rank_steps(run) == {0: [state["step"]], 1: [state["step"]]}  # rank 1 is on node 1
 
     # Resume from the shared run directory: both nodes again, meeting on a new port.
-    slow_steps(None)
     meet = ["--master-addr", "127.0.0.1", "--master-port", str(free_port())]
     second = subprocess.Popen(
         [*node(1, "--resume", str(run.root)), *meet],
