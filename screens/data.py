@@ -16,6 +16,7 @@ once, and a new model or max_length inspects again (token counts depend on them)
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -560,6 +561,7 @@ class DataScreen(StepScreen):
         if dataset is None:
             self.post_message(DataStageReached(job, f"Loading {path}…"))
             dataset, load = load_data(path, base)
+            load = dataclasses.replace(load, source=path)  # as the recipe says it, relative or not
             if worker.is_cancelled:
                 return
             preview = dataset.select(range(min(PREVIEW_ROWS, len(dataset)))).to_list()
@@ -695,6 +697,7 @@ class DataScreen(StepScreen):
         self.query_one("#report-overview", Static).update(
             Group(
                 present.overview_table(report),
+                present.fields_table(report),
                 present.lengths_table(report),
                 *filter(None, [present.truncation_line(report)]),
                 *present.warning_lines(report),
