@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.tiny import build_tiny_llama, write_jsonl  # noqa: E402
+from tests.tiny import build_bench_llama, write_jsonl  # noqa: E402
 from tests.training.test_preference import planted_pairs  # noqa: E402
 
 SETTINGS = {
@@ -166,11 +166,7 @@ def main() -> None:
             rows = planted_pairs(400)
         data = write_jsonl(work / "pairs.jsonl", rows)
         corpus = [json.dumps(r)[:2000] for r in rows]
-        model = build_tiny_llama(
-            work / "model", corpus, vocab_size=4000, hidden_size=256, intermediate_size=688,
-            num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=4,
-            max_position_embeddings=512, initializer_range=0.02,
-        )  # fmt: skip
+        model = build_bench_llama(work / "model", corpus)
         if args.data:  # conversational rows: both sides render them with the same template
             from transformers import AutoTokenizer
 

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.tiny import alpaca_rows, build_tiny_llama, write_jsonl  # noqa: E402
+from tests.tiny import alpaca_rows, build_bench_llama, write_jsonl  # noqa: E402
 
 SETTINGS = {
     "batch_size": 8,
@@ -116,18 +116,7 @@ def main() -> None:
             rows = alpaca_rows(400)
         data = write_jsonl(work / "data.jsonl", rows)
         corpus = [r["instruction"] + " " + r.get("input", "") + " " + r["output"] for r in rows]
-        model = build_tiny_llama(
-            work / "model",
-            corpus + ["### Instruction:\n", "### Response:\n"],
-            vocab_size=4000,
-            hidden_size=256,
-            intermediate_size=688,
-            num_hidden_layers=4,
-            num_attention_heads=8,
-            num_key_value_heads=4,
-            max_position_embeddings=512,
-            initializer_range=0.02,
-        )
+        model = build_bench_llama(work / "model", corpus + ["### Instruction:\n", "### Response:\n"])
         tuner_rates, plain_rates = [], []
         for i in range(args.repeats):
             order = [("tuner", run_tuner), ("plain", run_plain)]

@@ -109,6 +109,24 @@ def build_tiny_llama(
     return folder
 
 
+BENCH_MODEL = {
+    "vocab_size": 4000,
+    "hidden_size": 256,
+    "intermediate_size": 688,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 4,
+    "max_position_embeddings": 512,
+    "initializer_range": 0.02,
+}
+"""The benchmarks' model: a 4-layer Llama big enough that a step is compute, not overhead."""
+
+
+def build_bench_llama(folder: Path, corpus: list[str]) -> Path:
+    """The benchmarks' 4-layer Llama (BENCH_MODEL) with a tokenizer trained on `corpus`."""
+    return build_tiny_llama(folder, corpus, **BENCH_MODEL)
+
+
 def write_recipe(path: Path, data: Path, model: Path, extra: str = "", **training: object) -> Path:
     """A small causal-LM LoRA recipe for the tiny model; `extra` is appended TOML."""
     settings = {

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from tests.evaluation.test_sampling import classification_recipe, write_csv
-from tuner_tui.data.clean import unlabeled_message
 from tuner_tui.data.ops import UNLABELED_OP
 from tuner_tui.data.pipeline import class_labels, load_splits
 from tuner_tui.data.report import inspect_dataset
@@ -43,7 +42,7 @@ def test_rows_without_a_label_are_dropped_with_a_recorded_step(tmp_path: Path, k
     (step,) = [r for r in splits.cleaning if r.op == UNLABELED_OP]
     assert (step.rows_before, step.rows_after) == (43, 40)
     assert step.details == {"automatic": True, "column": "label", "missing": 3}
-    assert unlabeled_message(step).startswith("3 of 43 rows have no value in the label column 'label'")
+    assert step.message().startswith("3 of 43 rows have no value in the label column 'label'")
 
 
 def test_fully_labelled_data_records_no_such_step(tmp_path: Path) -> None:

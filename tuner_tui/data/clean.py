@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from tuner_tui.data import pii
 from tuner_tui.data.dedup import MinHasher, exact_keys, first_occurrences, near_duplicates
 from tuner_tui.data.formats import REQUIRED_ROLES, Detection
-from tuner_tui.data.ops import UNLABELED_OP, validate_step
+from tuner_tui.data.ops import UNLABELED_OP, UNUSABLE_PAIRS_OP, validate_step
 from tuner_tui.data.report import _TokenCounter, find_label_conflicts, snippet
 from tuner_tui.data.text import arrow_batches, as_text, identity_text, map_strings, row_text, text_columns
 from tuner_tui.errors import TunerError
@@ -45,6 +45,24 @@ class StepReport:
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+    def message(self) -> str:
+        """The run log's line for this step: a recipe step's counts, or, for a step the pipeline
+        took itself, what it dropped, why, and what to do."""
+        if self.op == UNLABELED_OP:
+            column, missing = self.details["column"], self.details["missing"]
+            return (
+                f"{missing} of {self.rows_before} rows have no value in the label column '{column}': "
+                f"they were dropped (recorded as step '{UNLABELED_OP}'), leaving {self.rows_after}. "
+                "Fill in their labels, or add [[data.cleaning]] op = 'drop_empty' to drop them on purpose."
+            )
+        if self.op == UNUSABLE_PAIRS_OP:
+            return (
+                f"{self.details['why']}; they were dropped (recorded as step '{UNUSABLE_PAIRS_OP}'), "
+                f"leaving {self.rows_after}."
+            )
+        changed = f", {self.changed_rows} changed" if self.changed_rows else ""
+        return f"Cleaning {self.op}: {self.rows_before} -> {self.rows_after} rows{changed}"
 
 
 def _filter(dataset: Dataset, keep_batches: list[np.ndarray]) -> Dataset:
@@ -324,16 +342,6 @@ def drop_unlabeled(dataset: Dataset, detection: Detection) -> tuple[Dataset, Ste
     )
     report.examples = _dropped_examples(dataset, np.concatenate(keep_batches), detection)
     return _filter(dataset, keep_batches), report
-
-
-def unlabeled_message(report: StepReport) -> str:
-    """The warning for a `drop_unlabeled` report: how many, which column, and what to do."""
-    column, missing = report.details["column"], report.details["missing"]
-    return (
-        f"{missing} of {report.rows_before} rows have no value in the label column '{column}': they "
-        f"were dropped (recorded as step '{UNLABELED_OP}'), leaving {report.rows_after}. Fill in "
-        f"their labels, or add [[data.cleaning]] op = 'drop_empty' to drop them on purpose."
-    )
 
 
 def _feed(hasher: Any, array: pa.Array) -> None:

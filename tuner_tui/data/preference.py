@@ -413,17 +413,8 @@ def to_trl_preference(dataset: Dataset, detection: Detection) -> Dataset:
     Raises:
         TunerError: When no pair is usable.
     """
-    import datasets
-
     preference_problems(dataset, detection)  # refuses data with nothing to train on
-    columns: dict[str, list[Side]] = {"prompt": [], "chosen": [], "rejected": []}
-    for batch in iter_pairs(dataset, detection):
-        for pair in batch:
-            if not pair.problems:
-                columns["prompt"].append(pair.prompt)
-                columns["chosen"].append(pair.chosen)
-                columns["rejected"].append(pair.rejected)
-    return datasets.Dataset.from_dict(columns)
+    return _usable(iter_pairs(dataset, detection), ("prompt", "chosen", "rejected"))
 
 
 def to_trl_kto(dataset: Dataset, detection: Detection) -> Dataset:
@@ -433,14 +424,18 @@ def to_trl_kto(dataset: Dataset, detection: Detection) -> Dataset:
     Raises:
         TunerError: When no row is usable.
     """
+    kto_problems(dataset, detection)
+    return _usable(iter_unpaired(dataset, detection), ("prompt", "completion", "label"))
+
+
+def _usable(batches: Iterable[list[Any]], fields: tuple[str, ...]) -> Dataset:
+    """A dataset of `fields` from the rows (pairs or unpaired answers) without problems."""
     import datasets
 
-    kto_problems(dataset, detection)
-    columns: dict[str, list[Any]] = {"prompt": [], "completion": [], "label": []}
-    for batch in iter_unpaired(dataset, detection):
+    columns: dict[str, list[Any]] = {name: [] for name in fields}
+    for batch in batches:
         for row in batch:
             if not row.problems:
-                columns["prompt"].append(row.prompt)
-                columns["completion"].append(row.completion)
-                columns["label"].append(row.label)
+                for name in fields:
+                    columns[name].append(getattr(row, name))
     return datasets.Dataset.from_dict(columns)

@@ -203,6 +203,15 @@ def _prompt_and_reference(row: dict[str, Any], detection: Detection, tokenizer: 
     return prompt, messages[last]["content"]
 
 
+def _scorers(models: dict[str, Any], tokenizer: Any, recipe: Recipe, should_stop: Any) -> dict[str, Any]:
+    """A CausalScorer for each model there is ("base" first, then "tuned")."""
+    return {
+        which: CausalScorer(model, tokenizer, max_length=recipe.training.max_length, should_stop=should_stop)
+        for which in ("base", "tuned")
+        if (model := models[which]) is not None
+    }
+
+
 def _causal(
     split: EvalSplit,
     tokenizer: Any,
@@ -223,14 +232,8 @@ def _causal(
     gen = recipe.evaluation.generation
     metrics: dict[str, Any] = {}
     outputs: dict[str, list[str]] = {}
-    scorers: dict[str, Any] = {}
-    for which in ("base", "tuned"):
-        if models[which] is None:
-            continue
-        scorer = CausalScorer(
-            models[which], tokenizer, max_length=recipe.training.max_length, should_stop=should_stop
-        )
-        scorers[which] = scorer
+    scorers = _scorers(models, tokenizer, recipe, should_stop)
+    for which, scorer in scorers.items():
         eos = tokenizer.eos_token or ""
         sums, counts = scorer.continuation_logprob(prompts, [r + eos for r in references])
         result: dict[str, Any] = {
@@ -293,18 +296,12 @@ def _preference(
         ensure_chat_template(tokenizer)
     metrics: dict[str, Any] = {}
     margins: dict[str, list[float | None]] = {}
-    scorers: dict[str, Any] = {}
     scores: dict[str, Any] = {}
     texts = texts_of(split.rows, tokenizer)
     pairs = bool(split.rows) and "chosen" in split.rows[0]
     prompts = [texts[2 * i][0] if pairs else texts[i][0] for i in range(min(len(split.rows), LENGTH_PROMPTS))]
-    for which in ("base", "tuned"):
-        if models[which] is None:
-            continue
-        scorer = CausalScorer(
-            models[which], tokenizer, max_length=recipe.training.max_length, should_stop=should_stop
-        )
-        scorers[which] = scorer
+    scorers = _scorers(models, tokenizer, recipe, should_stop)
+    for which, scorer in scorers.items():
         scores[which] = score_answers(scorer, tokenizer, split.rows)
         metrics[which], margins[which] = preference_metrics(scores[which], split.rows)
         answers = scorer.generate(prompts, max_new_tokens=recipe.evaluation.generation.max_new_tokens)

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuner_tui.data.clean import StepReport, unlabeled_message
-from tuner_tui.data.ops import UNLABELED_OP, UNUSABLE_PAIRS_OP
 from tuner_tui.errors import TunerError
 from tuner_tui.modeling.loading import load_model, load_tokenizer, parameter_counts
 from tuner_tui.modeling.methods import build_method
@@ -224,7 +222,7 @@ def train(
             events.emit(
                 "log",
                 level="warning" if step.details.get("automatic") else "info",
-                message=cleaning_message(step),
+                message=step.message(),
                 cleaning=step.to_json(),
             )
     if on_data is not None:
@@ -319,19 +317,6 @@ def train(
         elif rank.primary:
             save_adapter(model, tokenizer, data, run.adapter)
     return TrainingOutcome(model, tokenizer, data, trainer.state.global_step, callback.stop_requested)
-
-
-def cleaning_message(step: StepReport) -> str:
-    """The run log's line for one cleaning step: the recipe's, or one the pipeline took itself."""
-    if step.op == UNLABELED_OP:
-        return unlabeled_message(step)
-    if step.op == UNUSABLE_PAIRS_OP:
-        return (
-            f"{step.details['why']}; they were dropped (recorded as step '{UNUSABLE_PAIRS_OP}'), "
-            f"leaving {step.rows_after}."
-        )
-    changed = f", {step.changed_rows} changed" if step.changed_rows else ""
-    return f"Cleaning {step.op}: {step.rows_before} -> {step.rows_after} rows{changed}"
 
 
 def start_from_adapter(base: Any, recipe: Recipe) -> Any:
