@@ -120,6 +120,16 @@ def training_arguments(
     return TrainingArguments(**training_values(recipe, run, device, has_validation, no_split_modules))
 
 
+def _checkpointing_keyword() -> str:
+    """transformers 5.23 renamed TrainingArguments' gradient_checkpointing to
+    activation_checkpointing (the old name warns); older 5.x (e.g. 5.17 on GPU images) knows only
+    the old one."""
+    from transformers import TrainingArguments
+
+    fields = TrainingArguments.__dataclass_fields__
+    return "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+
+
 def training_values(
     recipe: Recipe,
     run: RunDir,
@@ -159,7 +169,7 @@ def training_values(
         # Bucketing: batches of similar length (shuffled in mega-batches), lengths from our column.
         train_sampling_strategy="group_by_length" if t.bucket_by_length else "random",
         length_column_name=LENGTH_COLUMN,
-        activation_checkpointing=t.gradient_checkpointing,
+        **{_checkpointing_keyword(): t.gradient_checkpointing},
         logging_strategy="steps",
         logging_steps=t.log_every_steps,
         logging_nan_inf_filter=False,
