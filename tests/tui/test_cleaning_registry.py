@@ -95,7 +95,7 @@ async def test_every_registered_op_can_be_added_and_edited_and_round_trips(recip
     app = TunerApp(recipe, runs_dir=recipe.parent / "runs")
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("2")
-        await until(pilot, lambda: isinstance(app.screen, DataScreen), "the Data step")
+        await until(pilot, lambda: data_step_ready(app), "the Data step")
         cleaning = app.screen.query_one(CleaningList)
         menu = cleaning.query_one("#add-op", Select)
         assert [value for _, value in menu._options if value is not Select.NULL] == [
@@ -154,11 +154,18 @@ async def test_every_registered_op_can_be_added_and_edited_and_round_trips(recip
     assert load_recipe(recipe).data.cleaning == expected
 
 
+def data_step_ready(app: TunerApp) -> bool:
+    """The Data step is shown and its cleaning list composed down to the op Select's label (on
+    a loaded machine a Select set before that raises NoMatches from inside Textual)."""
+    screen = app.screen
+    return isinstance(screen, DataScreen) and bool(screen.query("CleaningList #add-op SelectCurrent #label"))
+
+
 async def test_a_value_the_engine_refuses_is_explained_in_its_words_and_kept_out(recipe: Path) -> None:
     app = TunerApp(recipe, runs_dir=recipe.parent / "runs")
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("2")
-        await until(pilot, lambda: isinstance(app.screen, DataScreen), "the Data step")
+        await until(pilot, lambda: data_step_ready(app), "the Data step")
         cleaning = app.screen.query_one(CleaningList)
         for name in ("dedup_near", "redact_pii"):
             cleaning.query_one("#add-op", Select).value = name
