@@ -30,7 +30,7 @@ from textual.message import Message
 from textual.widgets import Button, DataTable, Select, Static
 from textual.worker import Worker, get_current_worker
 
-from tuner_tui.runs.state import ACTIVE_PHASES, read_state
+from tuner_tui.runs.state import ACTIVE_PHASES, RunStatus, read_state
 from tuner_tui.screens.messages import RunPhaseChanged
 from tuner_tui.screens.step import StepScreen
 from tuner_tui.views.evaluation_report import (
@@ -45,7 +45,6 @@ from tuner_tui.views.evaluation_report import (
     verdict_text,
 )
 from tuner_tui.views.fields import SPECS
-from tuner_tui.views.follow import RunStatus
 from tuner_tui.views.runs import run_label
 from tuner_tui.widgets.recipe_form import RecipeForm
 

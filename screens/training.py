@@ -29,10 +29,10 @@ from textual.worker import get_current_worker
 from tuner_tui.errors import TunerError
 from tuner_tui.recipe import Recipe, read_recipe
 from tuner_tui.runs.layout import RunDir
-from tuner_tui.runs.state import ACTIVE_PHASES, CRASHED
+from tuner_tui.runs.state import ACTIVE_PHASES, CRASHED, RunStatus
 from tuner_tui.screens.messages import RunPhaseChanged
 from tuner_tui.screens.step import NO_DRAFT, StepScreen
-from tuner_tui.views.follow import RunFollower, RunStatus
+from tuner_tui.views.follow import RunFollower
 from tuner_tui.views.run_view import EVAL_FIGURES, RunView, number
 from tuner_tui.views.series import Trace
 from tuner_tui.widgets.checkpoint_list import CheckpointList

@@ -10,7 +10,7 @@ from typing import Any
 
 from tuner_tui.errors import TunerError
 from tuner_tui.runs.events import read_events
-from tuner_tui.runs.state import read_state
+from tuner_tui.runs.state import RunStatus, read_state
 
 
 @dataclass(frozen=True)
@@ -147,21 +147,19 @@ def list_runs(runs_dir: Path) -> list[RunSummary]:
 
 
 def _summary(run: RunDir) -> RunSummary:
-    state = read_state(run.state)
+    status = RunStatus.of(read_state(run.state))
     metric = last_metric(run)
     loss = metric.get("loss") if metric else None
-    step, max_steps, created = state.get("step"), state.get("max_steps"), state.get("created")
-    updated, damaged = state.get("updated"), state.get("damaged")
     return RunSummary(
         run_id=run.run_id,
         path=str(run.root),
-        phase=str(state.get("phase", "unknown")),
-        step=step if isinstance(step, int) else 0,
-        max_steps=max_steps if isinstance(max_steps, int) else None,
+        phase=status.phase or "unknown",
+        step=status.step,
+        max_steps=status.max_steps,
         loss=float(loss) if isinstance(loss, (int, float)) else None,
-        created=created if isinstance(created, str) else None,
-        updated=updated if isinstance(updated, str) else None,
-        damaged=str(damaged) if damaged else None,
+        created=status.created,
+        updated=status.updated,
+        damaged=status.damaged,
     )
 
 

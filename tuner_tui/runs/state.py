@@ -8,6 +8,7 @@ import fcntl
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,47 @@ def ranks_alive(state: dict[str, Any]) -> bool:
         for entry in state.get("rank_pids") or []
         if isinstance(entry, dict) and entry.get("host") == here
     )
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """state.json as its readers use it (the wizard, `tuner runs`), typed once: any field may be
+    missing or of another type in a damaged or hand-edited file, and then reads as unknown."""
+
+    phase: str | None = None
+    """None: no state read yet (or state.json has no phase)."""
+    pid: int | None = None
+    step: int = 0
+    max_steps: int | None = None
+    recorded_phase: str | None = None
+    """For `crashed`: the phase state.json recorded when the worker vanished."""
+    verdict: str | None = None
+    created: str | None = None
+    updated: str | None = None
+    damaged: str | None = None
+    """Why the state was rebuilt (state.json missing or unreadable); None when it was fine."""
+
+    @classmethod
+    def of(cls, state: Mapping[str, Any]) -> RunStatus:
+        def text(key: str) -> str | None:
+            value = state.get(key)
+            return value if isinstance(value, str) else None
+
+        def whole(key: str) -> int | None:
+            value = state.get(key)
+            return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+        return cls(
+            phase=text("phase"),
+            pid=whole("pid"),
+            step=whole("step") or 0,
+            max_steps=whole("max_steps"),
+            recorded_phase=text("recorded_phase"),
+            verdict=text("verdict"),
+            created=text("created"),
+            updated=text("updated"),
+            damaged=text("damaged"),
+        )
 
 
 def read_state(path: Path) -> dict[str, Any]:

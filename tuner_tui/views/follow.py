@@ -5,47 +5,12 @@ read a run through a `RunFollower`, so replay and tailing behave the same in bot
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 from tuner_tui.runs.events import read_events
 from tuner_tui.runs.layout import RunDir
 from tuner_tui.runs.state import CRASHED, TERMINAL_PHASES, read_state
-
-
-@dataclass(frozen=True)
-class RunStatus:
-    """What the wizard reads from state.json, typed once: any field may be missing or of another
-    type in a damaged or hand-edited file, and then reads as unknown."""
-
-    phase: str | None = None
-    """None: no state read yet (or state.json has no phase)."""
-    pid: int | None = None
-    step: int = 0
-    max_steps: int | None = None
-    recorded_phase: str | None = None
-    """For `crashed`: the phase state.json recorded when the worker vanished."""
-    verdict: str | None = None
-
-    @classmethod
-    def of(cls, state: Mapping[str, Any]) -> RunStatus:
-        def text(key: str) -> str | None:
-            value = state.get(key)
-            return value if isinstance(value, str) else None
-
-        def whole(key: str) -> int | None:
-            value = state.get(key)
-            return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-        return cls(
-            phase=text("phase"),
-            pid=whole("pid"),
-            step=whole("step") or 0,
-            max_steps=whole("max_steps"),
-            recorded_phase=text("recorded_phase"),
-            verdict=text("verdict"),
-        )
 
 
 class RunFollower:
