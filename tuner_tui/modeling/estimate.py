@@ -416,6 +416,14 @@ def flops_per_token(
     return forward * (2 if checkpointing else 1) + backward
 
 
+def sequences_per_example(recipe: Recipe) -> int:
+    """Sequences through the model per example: 2 for preference pairs (TRL passes chosen and
+    rejected together: twice the activations and the tokens), else 1."""
+    if recipe.model.task == "preference" and recipe.preference.loss in PAIR_LOSSES:
+        return 2
+    return 1
+
+
 def forward_flops_per_token(config: Any, total_params: int, tokens_per_sequence: float) -> float:
     """One forward pass per token: 2 FLOPs per matmul weight (embeddings are lookups) plus causal
     attention. Also what a frozen preference reference costs, as it runs forward only."""
@@ -515,8 +523,9 @@ def estimate_time(
     )
     if recipe.model.task == "preference":
         loss = recipe.preference.loss
-        if loss in PAIR_LOSSES:
-            tokens *= 2
+        sequences = sequences_per_example(recipe)
+        if sequences > 1:
+            tokens *= sequences
             assumptions.append("preference pairs: the chosen and the rejected answer both train (x2 tokens)")
         if loss in REFERENCE_LOSSES:
             reference = forward_flops_per_token(config, total_params, per_sequence)
@@ -617,12 +626,10 @@ def estimate_memory(
     )
     if m.type in ("prompt_tuning", "prefix_tuning"):
         per_sequence = int(per_sequence * (t.max_length + m.num_virtual_tokens) / t.max_length)
-    sequences = 1  # through the model per example
+    sequences = sequences_per_example(recipe)
     reference = 0
     if recipe.model.task == "preference":
         loss = recipe.preference.loss
-        if loss in PAIR_LOSSES:
-            sequences = 2  # TRL passes chosen and rejected together: twice the activations
         if loss in REFERENCE_LOSSES:
             # The frozen reference: the base model itself for a fresh identity-start adapter (no
             # copy), else TRL's copy of the adapter, or of the whole model for full tuning; its
