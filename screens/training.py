@@ -62,6 +62,7 @@ TRAINING_LOOP = (
     "training.keep_checkpoints",
     "training.device",
     "training.deterministic",
+    "training.report_to",
 )
 """The loop's settings, edited here; memory-shaping ones (batch, length, processes) are on Model."""
 

@@ -27,8 +27,7 @@ from textual.screen import Screen
 from textual.widgets import Input, OptionList, TextArea
 
 from tuner_tui.errors import EXIT_OK, TunerError
-from tuner_tui.paths import absolute_if_local
-from tuner_tui.recipe import Recipe, dumps_recipe, read_recipe, save_recipe
+from tuner_tui.recipe import Recipe, dumps_recipe, make_paths_absolute, read_recipe, save_recipe
 from tuner_tui.runs import control
 from tuner_tui.runs.launcher import start_run
 from tuner_tui.runs.layout import RunDir
@@ -556,12 +555,7 @@ class TunerApp(App[None]):
             return draft.path
         # Local paths in the draft are relative to where it came from; the copy lives elsewhere.
         recipe = copy.deepcopy(draft.recipe)
-        recipe.data.path = absolute_if_local(recipe.data.path, draft.base_dir)
-        recipe.model.name_or_path = absolute_if_local(recipe.model.name_or_path, draft.base_dir)
-        for key in ("probes", "pairs_file"):
-            value = getattr(recipe.bias, key)
-            if value and value != "builtin":
-                setattr(recipe.bias, key, absolute_if_local(value, draft.base_dir))
+        make_paths_absolute(recipe, draft.base_dir)
         folder = Path(self.runs_dir) / "recipes"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{recipe.project.name or 'recipe'}-{recipe.hash()[:6]}.toml"

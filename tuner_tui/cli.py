@@ -474,6 +474,19 @@ def doctor(
         raise typer.Exit(EXIT_INVALID_INPUT)
 
 
+def _register_stage_commands() -> None:
+    """The later stages (iterate, deploy, ship) keep their commands beside their engines."""
+    from tuner_tui.deploy.commands import register as register_deploy
+    from tuner_tui.iterate.commands import register as register_iterate
+    from tuner_tui.ship.commands import register as register_ship
+
+    for register in (register_iterate, register_ship, register_deploy):
+        register(app)
+
+
+_register_stage_commands()
+
+
 def print_error(error: TunerError) -> None:
     """One paragraph on stderr, exactly as the message is written (brackets included)."""
     err_console.print(Text.assemble(("error:", "bold red"), f" {error}"), highlight=False, soft_wrap=True)

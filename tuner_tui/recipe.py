@@ -31,6 +31,7 @@ from tomlkit.items import Table
 
 from tuner_tui.data.ops import STEP_PARAMS, UNAVAILABLE_OPS
 from tuner_tui.errors import TunerError
+from tuner_tui.paths import absolute_if_local
 
 SCHEMA_VERSION = 1
 
@@ -107,12 +108,15 @@ OPTIMIZERS = (
 )
 DEVICES = ("auto", "cpu", "cuda", "mps")
 STRATEGIES = ("ddp", "fsdp", "deepspeed")
+# Experiment trackers a run can log to ([training] report_to); each is an optional dependency
+# (the `trackers` extra) and writes inside the run directory unless told otherwise.
+REPORTERS = ("tensorboard", "mlflow", "trackio")
 # Where the nodes meet, not what they compute: left out of the recipe hash, and a resumed run may
 # meet somewhere else (a new Slurm job has a new head node).
 RENDEZVOUS_KEYS = ("master_addr", "master_port")
 LORA_INITS = ("default", "gaussian", "pissa", "olora", "loftq")
 # Metrics whose smaller values are better; every other metric is "higher is better".
-LOWER_IS_BETTER = frozenset({"perplexity", "loss", "eval_loss"})
+LOWER_IS_BETTER = frozenset({"perplexity", "loss", "eval_loss", "general_perplexity_change"})
 # Metric -> the task it fits. evaluation/metrics.py computes each of these.
 METRIC_TASKS = {
     "accuracy": "sequence_classification",
@@ -128,6 +132,9 @@ METRIC_TASKS = {
     "chrf": "causal_lm",
     "perplexity": "causal_lm",
     "loss": "causal_lm",
+    # Forgetting: the tuned model's perplexity on [evaluation] general_data relative to the base
+    # model's, as a fraction (0.10 = 10% worse). Needs general_data.
+    "general_perplexity_change": "causal_lm",
     "preference_accuracy": "preference",
 }
 METRICS = tuple(METRIC_TASKS)
@@ -181,7 +188,7 @@ class Objective:
 
 @dataclass
 class DataConfig:
-    path: str = _f("", help="Data file, folder, save_to_disk folder or hub dataset id.")
+    path: str = _f("", help="Data file, folder, save_to_disk folder or hub dataset id.", path=True)
     format: str = _f("auto", help="Data format; 'auto' detects it.", choices=DATA_FORMATS)
     fields: dict[str, str] = _f(
         {}, help="Role -> column mapping, e.g. instruction = 'question'. Empty: detected."
@@ -221,7 +228,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name_or_path: str = _f("", help="Local model folder or hub model id.")
+    name_or_path: str = _f("", help="Local model folder or hub model id.", path=True)
     revision: str = _f("", help="Hub revision (branch, tag or commit) to pin; empty = default branch.")
     task: str = _f("causal_lm", help="What the model learns to do.", choices=TASKS)
     dtype: str = _f("auto", help="Weight dtype for training.", choices=DTYPES)
@@ -363,6 +370,11 @@ class TrainingConfig:
         29500, help="Port on node 0 for the rendezvous (also --master-port).", min=1, max=65535
     )
     device: str = _f("auto", help="Where to train: auto picks CUDA when present.", choices=DEVICES)
+    report_to: list[str] = _f(
+        [],
+        help="Experiment trackers to log to (tensorboard, mlflow, trackio), inside the run directory; "
+        "empty = none, nothing leaves the machine.",
+    )
 
     @property
     def world_size(self) -> int:
@@ -370,7 +382,11 @@ class TrainingConfig:
         return self.num_processes * self.nnodes
 
     def check(self, path: str) -> list[Problem]:
-        found = []
+        found = [
+            Problem(f"{path}.report_to[{i}]", _bad_choice(name, REPORTERS))
+            for i, name in enumerate(self.report_to)
+            if name not in REPORTERS
+        ]
         if self.nnodes > 1 and not self.master_addr:
             found.append(
                 Problem(
@@ -409,6 +425,12 @@ class EvaluationConfig:
         help="Quote samples in the report as written; by default personal data in them (emails, "
         "phone numbers, card numbers, keys, ...) is masked, as tuner inspect masks it.",
     )
+    general_data: str = _f(
+        "",
+        help="General-domain held-out texts (causal LMs): the report gives base vs tuned perplexity on "
+        "them, what tuning cost outside the domain; empty = not measured.",
+        path=True,
+    )
     generation: GenerationConfig = field(
         default_factory=GenerationConfig,
         metadata={"help": "Decoding settings for generation metrics."},
@@ -425,10 +447,17 @@ class EvaluationConfig:
 @dataclass
 class BiasConfig:
     enabled: bool = _f(True, help="Write a bias report (data audit and counterfactual probes).")
-    probes: str = _f("builtin", help="'builtin' probes, or a path to a JSONL file of your own.")
+    probes: str = _f(
+        "builtin",
+        help="'builtin' probes, or a path to a JSONL file of your own.",
+        path=True,
+        keyword="builtin",
+    )
     groups: list[str] = _f([], help="Group families to audit; empty = all.")
     pairs_file: str = _f(
-        "", help="CrowS-Pairs-format CSV (sent_more, sent_less, bias_type) to score; empty = none."
+        "",
+        help="CrowS-Pairs-format CSV (sent_more, sent_less, bias_type) to score; empty = none.",
+        path=True,
     )
 
     def check(self, path: str) -> list[Problem]:
@@ -540,6 +569,17 @@ class Recipe:
                     "and needs at least 3 optimizer steps. Raise max_steps, or use type = 'lora'.",
                 )
             )
+        if not self.evaluation.general_data:
+            for i, objective in enumerate(self.objectives):
+                if objective.metric == "general_perplexity_change":
+                    found.append(
+                        Problem(
+                            f"objectives[{i}].metric",
+                            "is 'general_perplexity_change', which is measured on general-domain texts, "
+                            "but [evaluation] general_data is empty: set general_data = 'PATH' (a JSONL or "
+                            "text file of held-out general texts), or choose another metric.",
+                        )
+                    )
         task = self.model.task
         chosen = [(f"objectives[{i}].metric", o.metric) for i, o in enumerate(self.objectives)]
         chosen += [(f"evaluation.metrics[{i}]", m) for i, m in enumerate(self.evaluation.metrics)]
@@ -617,8 +657,37 @@ class Recipe:
             content["training"].pop(key, None)
         if self.training.deterministic:  # the default: recipes hash as they did before the key
             content["training"].pop("deterministic")
+        # Where a run logs, not what it trains.
+        content["training"].pop("report_to")
+        if not self.evaluation.general_data:  # the default: recipes hash as they did before the key
+            content["evaluation"].pop("general_data")
         canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _path_fields(obj: Any, prefix: str = "") -> list[tuple[str, Any, dataclasses.Field[Any]]]:
+    found = []
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            found += _path_fields(value, f"{prefix}{f.name}.")
+        elif f.metadata.get("path"):
+            found.append((f"{prefix}{f.name}", obj, f))
+    return found
+
+
+PATH_KEYS = tuple(key for key, _, _ in _path_fields(Recipe()))
+"""The keys whose values are local paths (relative to the recipe's folder) or hub ids."""
+
+
+def make_paths_absolute(recipe: Recipe, base_dir: Path) -> None:
+    """Every local path in `recipe` (the PATH_KEYS) made absolute against `base_dir`, in place, so
+    a copy of the recipe saved elsewhere (a run's frozen recipe, a sweep trial) runs from anywhere.
+    Hub ids, empty values and keywords ('builtin' probes) stay as written."""
+    for _, section, f in _path_fields(recipe):
+        value = getattr(section, f.name)
+        if value and value != f.metadata.get("keyword"):
+            setattr(section, f.name, absolute_if_local(value, base_dir))
 
 
 # --- problems ---------------------------------------------------------------------------------

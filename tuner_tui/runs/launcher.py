@@ -27,9 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from tuner_tui.errors import TunerError
-from tuner_tui.paths import absolute_if_local
 from tuner_tui.preflight import check_runnable, preflight_problems
-from tuner_tui.recipe import Recipe, RecipeError, read_recipe, save_recipe
+from tuner_tui.recipe import Recipe, RecipeError, make_paths_absolute, read_recipe, save_recipe
 from tuner_tui.runs import checkpoints, control, rebuild
 from tuner_tui.runs.events import EventWriter, now_iso
 from tuner_tui.runs.layout import RunDir, new_run_id
@@ -259,12 +258,7 @@ def create_run(recipe_path: Path, runs_dir: Path, placement: Placement = LOCAL) 
     recipe_hash = recipe.hash()  # of the recipe as written, before paths are made absolute
     base = recipe_path.resolve().parent
     # The frozen copy must run from any folder: local paths become absolute.
-    recipe.data.path = absolute_if_local(recipe.data.path, base)
-    recipe.model.name_or_path = absolute_if_local(recipe.model.name_or_path, base)
-    if recipe.bias.probes != "builtin":
-        recipe.bias.probes = absolute_if_local(recipe.bias.probes, base)
-    if recipe.bias.pairs_file:
-        recipe.bias.pairs_file = absolute_if_local(recipe.bias.pairs_file, base)
+    make_paths_absolute(recipe, base)
     recipe.environment = {"source_recipe": str(recipe_path.resolve()), "recipe_hash": recipe_hash}
     if recipe.model.task == "preference" and recipe.preference.start_from:
         from tuner_tui.training.start_from import adapter_folder, recipe_hash_of

@@ -1,0 +1,1 @@
+"""Iterate: compare runs with paired statistics, sweep hyperparameters (`tuner compare`, `tuner sweep`)."""

@@ -1,0 +1,1 @@
+"""Ship: the model card, GGUF for llama.cpp/Ollama, hub push."""
