@@ -27,6 +27,11 @@ import os
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from benchmarks.results import Result, add_results_option, write_results  # noqa: E402
 
 SETTINGS = [
     # name, model shape (hidden, layers, intermediate, vocab), method, batch, max_length, ckpt, optimizer
@@ -147,6 +152,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", default="", help="Run only settings whose name contains this.")
     parser.add_argument("--json", action="store_true", help="Also print each row's breakdown as JSON.")
+    add_results_option(parser)
     args = parser.parse_args()
     mib = 2**20
     head = f"{'setting':22} {'estimate':>9} {'measured':>9} {'error':>7}"
@@ -180,6 +186,21 @@ def main() -> None:
             f"vs measured: max |error| {max(errors):.1%}, mean {sum(errors) / len(errors):.1%}; "
             f"vs tensors: max {max(tensor_errors):.1%}, mean {sum(tensor_errors) / len(tensor_errors):.1%}"
             " (target <= 25%)"
+        )
+        write_results(
+            args.results,
+            [
+                Result(
+                    f"memory estimate max |error| vs live tensors ({len(errors)} settings)",
+                    max(tensor_errors),
+                    "fraction",
+                    None,
+                    None,
+                    "<= 0.25",
+                    max(tensor_errors) <= 0.25,
+                ),
+                Result("memory estimate max |error| vs RSS", max(errors), "fraction"),
+            ],
         )
 
 

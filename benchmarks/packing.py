@@ -15,13 +15,18 @@ from __future__ import annotations
 
 import argparse
 import random
+import sys
 import time
+from pathlib import Path
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from tuner_tui.recipe import Recipe
-from tuner_tui.training.examples import PadCollator, make_collator
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from benchmarks.results import Result, add_results_option, write_results  # noqa: E402
+from tuner_tui.recipe import Recipe  # noqa: E402
+from tuner_tui.training.examples import PadCollator, make_collator  # noqa: E402
 
 PAD = 0
 
@@ -93,6 +98,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
+    add_results_option(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = examples((args.steps + 1) * args.batch_size, seed=0)
@@ -115,6 +121,24 @@ def main() -> None:
     )
     print(f"ratio packing/padding:   {packed_tps / padded_tps:.2f}x (target >= 1.3x)")
     print(f"ratio bucketing/padding: {bucket_tps / padded_tps:.2f}x")
+    ratio = packed_tps / padded_tps
+    write_results(
+        args.results,
+        [
+            Result(
+                "packing vs padding tokens/s",
+                packed_tps,
+                "tokens/s",
+                padded_tps,
+                ratio,
+                ">= 1.3",
+                ratio >= 1.3,
+            ),
+            Result(
+                "bucketing vs padding tokens/s", bucket_tps, "tokens/s", padded_tps, bucket_tps / padded_tps
+            ),
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -2,15 +2,18 @@
 
     python plain_trainer.py MODEL_DIR DATA_JSONL OUT_DIR STEPS SETTINGS_JSON
 
-Prints {"tokens": non-padding input tokens trained, "runtime": Trainer's train_runtime}.
+Prints {"tokens": non-padding input tokens trained, "runtime": Trainer's train_runtime,
+"first_step": the wall-clock time (epoch seconds) its first optimizer step ended}. SETTINGS_JSON's
+"deterministic" sets transformers' full_determinism, as tuner's `[training] deterministic` does.
 """
 
 import json
 import sys
+import time
 
 from datasets import load_dataset
 from peft import LoraConfig, get_peft_model
-from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
 
 model_dir, data_path, out_dir, steps, s = (
     sys.argv[1],
@@ -80,7 +83,25 @@ args = TrainingArguments(
     include_num_input_tokens_seen="non_padding",
     disable_tqdm=True,
     remove_unused_columns=False,
+    full_determinism=s.get("deterministic", False),
 )
-trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=collate)
+first_step: list[float] = []
+
+
+class FirstStep(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if not first_step:
+            first_step.append(time.time())
+
+
+trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=collate, callbacks=[FirstStep()])
 result = trainer.train()
-print(json.dumps({"tokens": trainer.state.num_input_tokens_seen, "runtime": result.metrics["train_runtime"]}))
+print(
+    json.dumps(
+        {
+            "tokens": trainer.state.num_input_tokens_seen,
+            "runtime": result.metrics["train_runtime"],
+            "first_step": first_step[0],
+        }
+    )
+)

@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.results import Result, add_results_option, write_results  # noqa: E402
 from tests.tiny import build_bench_llama, write_jsonl  # noqa: E402
 from tests.training.test_preference import planted_pairs  # noqa: E402
 
@@ -150,6 +151,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     default_data = ROOT.parent / "shared" / "data" / "llamafactory" / "dpo_en_demo.json"
     parser.add_argument("--data", type=Path, default=default_data if default_data.exists() else None)
+    add_results_option(parser)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -188,6 +190,10 @@ def main() -> None:
     print(f"{'trl':<8} {plain:17.2f}  {', '.join(f'{r:.2f}' for r in plain_rates)}")
     ratio = tuner / plain
     print(f"ratio tuner / trl: {ratio:.3f} (target >= 0.95: {'ok' if ratio >= 0.95 else 'missed'})")
+    write_results(
+        args.results,
+        [Result("DPO pairs/s vs TRL DPOTrainer", tuner, "pairs/s", plain, ratio, ">= 0.95", ratio >= 0.95)],
+    )
 
 
 if __name__ == "__main__":

@@ -26,6 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from benchmarks.results import Result, add_results_option, write_results  # noqa: E402
+
 TARGET_MB = 300.0
 
 
@@ -118,6 +122,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--run", help=argparse.SUPPRESS)
+    add_results_option(parser)
     args = parser.parse_args()
     if args.case:
         case(args.case, Path(args.run))
@@ -134,6 +139,22 @@ def main() -> None:
         if name in ("plain", "dashboard"):
             verdict = "ok" if peak < TARGET_MB else f"OVER {TARGET_MB:.0f} MB"
         print(f"{name:<10} {peak:8.0f} {seconds:8.1f} {peak / idle:7.2f} {peak / read_all:10.2f}  {verdict}")
+    write_results(
+        args.results,
+        [
+            Result(
+                f"replay {args.events:,} events, {name} peak RSS",
+                results[name][0],
+                "MB",
+                read_all,
+                results[name][0] / read_all,
+                f"< {TARGET_MB:.0f} MB",
+                results[name][0] < TARGET_MB,
+            )
+            for name in ("plain", "dashboard")
+        ]
+        + [Result(f"replay {args.events:,} events, dashboard seconds", results["dashboard"][1], "s")],
+    )
 
 
 if __name__ == "__main__":
