@@ -121,6 +121,9 @@ class EvaluationScreen(StepScreen):
     BINDINGS = [
         Binding("o", "open_report", "report.md"),
         Binding("e", "reevaluate", "Re-evaluate"),
+        # Deploy (issue 16): hidden from the footer, listed by ? (help).
+        Binding("y", "try_it", "Try it: chat with base and tuned", show=False),
+        Binding("m", "monitor", "Monitor the served run", show=False),
     ]
 
     def __init__(self) -> None:
@@ -463,6 +466,29 @@ class EvaluationScreen(StepScreen):
         button.disabled = self.starting or self.state.phase in ACTIVE_PHASES
 
     @on(Button.Pressed, "#reevaluate")
+    def _completed_run(self) -> Path | None:
+        root = self.run_root
+        if root is None or self.state.phase != "completed":
+            self.notify("Choose a completed run first.", severity="warning")
+            return None
+        return root
+
+    def action_try_it(self) -> None:
+        """Open the Try it panel on the chosen run (its models load in a separate process)."""
+        root = self._completed_run()
+        if root is not None:
+            from tuner_tui.screens.try_it import TryItScreen
+
+            self.app.push_screen(TryItScreen(root))
+
+    def action_monitor(self) -> None:
+        """Open the Monitor view of the chosen run's server."""
+        root = self._completed_run()
+        if root is not None:
+            from tuner_tui.screens.monitor import MonitorScreen
+
+            self.app.push_screen(MonitorScreen(root))
+
     def action_reevaluate(self) -> None:
         """Evaluate the chosen run again in a detached process; the report refreshes when it ends."""
         root = self.run_root

@@ -427,16 +427,37 @@ def export(
     merge: Annotated[
         bool, typer.Option("--merge", help="Merge the adapter into the base model (full safetensors model).")
     ] = False,
+    gguf: Annotated[
+        bool,
+        typer.Option("--gguf", help="Also write a GGUF (llama.cpp) and an Ollama Modelfile; causal LMs."),
+    ] = False,
+    quant: Annotated[
+        str,
+        typer.Option(
+            "--quant",
+            help="GGUF type: q8_0 (default), f16, bf16, f32; k-quants (q4_k_m, ...) need llama-quantize.",
+        ),
+    ] = "q8_0",
 ) -> None:
-    """Export a run: its recipe and adapter, or (--merge) a merged model."""
+    """Export a run: its recipe, model card (README.md) and adapter, or (--merge) a merged model;
+    --gguf adds a GGUF file and an Ollama Modelfile."""
     _quiet_libraries()
     from tuner_tui.modeling.export import merge_and_export
     from tuner_tui.runs.layout import RunDir
 
     run_ = RunDir.open(run_dir)
+    if gguf:
+        from tuner_tui.ship.gguf import add_gguf, check_gguf_run
+
+        check_gguf_run(run_.root, quant)  # converter, quantizer and task, before anything is written
     with console.status("Merging the adapter into the base model..." if merge else "Exporting..."):
         written = merge_and_export(run_.root, out, merge)
-    console.print(f"Exported {'merged model' if merge else 'adapter'} to {written}")
+    console.print(f"Exported {'merged model' if merge else 'adapter'} and its model card to {written}")
+    if gguf:
+        with console.status(f"Converting to GGUF ({quant})..."):
+            made = add_gguf(run_.root, written, quant, merged_dir=written if merge else None)
+        console.print(f"GGUF: {made.gguf} ({made.converter}); Ollama: ollama create NAME -f {made.modelfile}")
+        console.print(made.note)
     console.print(f"Re-run headless: tuner run {written / 'tuner_recipe.toml'}")
 
 

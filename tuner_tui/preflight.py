@@ -40,9 +40,18 @@ def preflight_problems(recipe: Recipe, base_dir: Path | None) -> list[Problem]:
     found += _model_problems(recipe, base_dir)
     found += _split_problems(recipe, base_dir)
     found += _bias_problems(recipe, base_dir)
+    found += _general_data_problems(recipe, base_dir)
     found += _start_from_problems(recipe, base_dir)
     found += _device_problems(recipe)
+    found += _tracker_problems(recipe)
     return found
+
+
+def _tracker_problems(recipe: Recipe) -> list[Problem]:
+    """A tracker in [training] report_to whose package is not installed (a find_spec look)."""
+    from tuner_tui.training.trackers import tracker_problems
+
+    return tracker_problems(recipe.training.report_to)
 
 
 def _start_from_problems(recipe: Recipe, base_dir: Path | None) -> list[Problem]:
@@ -266,6 +275,24 @@ def _bias_problems(recipe: Recipe, base_dir: Path | None) -> list[Problem]:
         if message:
             found.append(Problem("bias.pairs_file", message))
     return found
+
+
+def _general_data_problems(recipe: Recipe, base_dir: Path | None) -> list[Problem]:
+    """[evaluation] general_data must be a readable text file (read whole at evaluation time)."""
+    general = recipe.evaluation.general_data
+    if not general:
+        return []
+    if recipe.model.task != "causal_lm":
+        return [
+            Problem(
+                "evaluation.general_data",
+                f"is set, but the forgetting check measures perplexity, which only causal LMs have "
+                f"(model.task = '{recipe.model.task}'): set general_data = '' or task = 'causal_lm'.",
+            )
+        ]
+    fix = "give a JSONL file with a 'text' field or a .txt file of one text per line, or set it to ''"
+    _, why = _head(_local(general, base_dir), "general-domain data file", fix)
+    return [Problem("evaluation.general_data", why)] if why else []
 
 
 def _head(path: Path, what: str, fix: str) -> tuple[str | None, str]:

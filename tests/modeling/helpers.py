@@ -25,11 +25,14 @@ def recipe_for(tmp_path: Path, data: Path, model: Path, method: dict[str, Any], 
 
 
 def train_in_process(recipe_path: Path, runs_dir: Path) -> tuple[Any, Any, list[dict]]:
-    """Run `train` in this process; returns (outcome, run, events)."""
+    """Run `train` in this process and mark the run completed, as the worker does after it;
+    returns (outcome, run, events)."""
+    from tuner_tui.runs.state import write_state
     from tuner_tui.training.run import train
 
     run = create_run(recipe_path, runs_dir)
     with EventWriter(run.events) as events:
         outcome = train(load_recipe(run.recipe), run, events, threading.Event())
+    write_state(run.state, phase="completed")
     recorded, _ = read_events(run.events)
     return outcome, run, recorded

@@ -39,6 +39,8 @@ METRICS: dict[str, MetricSpec] = {
     "chrf": MetricSpec("causal_lm", "sacrebleu_scores", "chrf"),
     "perplexity": MetricSpec("causal_lm", None, "perplexity"),
     "loss": MetricSpec("causal_lm", None, "loss"),
+    # Measured on [evaluation] general_data (evaluation/general.py), not on the test split.
+    "general_perplexity_change": MetricSpec("causal_lm", None, "general_perplexity_change"),
     "preference_accuracy": MetricSpec("preference", None, "preference_accuracy"),
 }
 DEFAULT_METRICS = {

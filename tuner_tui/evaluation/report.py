@@ -168,9 +168,42 @@ def render_markdown(report: dict[str, Any]) -> str:
         for label, row in zip(labels, confusion["matrix"], strict=True):
             lines.append(f"| **{label}** | " + " | ".join(str(v) for v in row) + " |")
         lines.append("")
+    lines += _forgetting_markdown(report.get("forgetting"))
     lines += _samples_markdown(report["samples"], report.get("samples_masked"))
     lines += _bias_section(report["bias"])
     return "\n".join(lines) + "\n"
+
+
+def forgetting_sentence(forgetting: Any) -> str:
+    """'General-domain perplexity 12.31 -> 13.02 (+5.8%) on 120 texts of general.jsonl.' or ''."""
+    if not isinstance(forgetting, dict):
+        return ""
+    base, tuned = forgetting.get("base_perplexity"), forgetting.get("tuned_perplexity")
+    change = forgetting.get("change_percent")
+    if not (
+        isinstance(base, (int, float))
+        and isinstance(tuned, (int, float))
+        and isinstance(change, (int, float))
+    ):
+        return "General-domain perplexity could not be measured (no tokens scored)."
+    source = Path(str(forgetting.get("general_data", ""))).name
+    direction = "worse" if change > 0 else "better" if change < 0 else "unchanged"
+    return (
+        f"General-domain perplexity {format_metric(float(base))} (base) -> {format_metric(float(tuned))} "
+        f"(tuned), {change:+.1f}% ({direction}), on {forgetting.get('texts')} texts of {source}."
+    )
+
+
+def _forgetting_markdown(forgetting: Any) -> list[str]:
+    sentence = forgetting_sentence(forgetting)
+    if not sentence:
+        return []
+    return [
+        "## Forgetting (general-domain texts)",
+        "",
+        sentence + " Objectives can bound it: `metric = 'general_perplexity_change'`, e.g. `target = 0.10`.",
+        "",
+    ]
 
 
 def _samples_markdown(samples: dict[str, list[dict]], masked: bool | None = None) -> list[str]:

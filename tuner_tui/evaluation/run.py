@@ -28,6 +28,7 @@ from tuner_tui.evaluation.metrics import (
     metrics_for,
     perplexity_from_losses,
 )
+from tuner_tui.evaluation.predictions import PREDICTIONS_FILE, ids_digest, row_ids, write_predictions
 from tuner_tui.evaluation.scoring import CausalScorer, ClassifierScorer, EvaluationStopped
 from tuner_tui.recipe import Recipe
 from tuner_tui.runs.events import EventWriter
@@ -49,6 +50,10 @@ class EvalSplit:
     train_labels: list[str] | None
     sample: dict[str, Any] | None = None
     """How `rows` were drawn from the split: {"n", "of", "seed", "stratified"} (see `sample_rows`)."""
+    row_ids: list[str] | None = None
+    """A stable id per row of `rows` (see evaluation/predictions.py)."""
+    fingerprint: str = ""
+    """The cleaned data's content fingerprint (the same as training recorded)."""
 
 
 def load_eval_split(recipe: Recipe, tokenizer: Any) -> EvalSplit:
@@ -67,18 +72,24 @@ def load_eval_split(recipe: Recipe, tokenizer: Any) -> EvalSplit:
             "are both 0. Set test_fraction (e.g. 0.1) and run again."
         )
     part, sample = sample_rows(parts[name], detection, recipe.evaluation.max_samples, recipe.project.seed)
+    ids = row_ids(part)
     train = parts["train"]
     if recipe.model.task == "preference":  # TRL's rows: prompt/chosen/rejected, or prompt/completion/label
         from tuner_tui.evaluation.preference import prompt_text
 
         rows = _trl_rows(part, detection, recipe).to_list()
         texts = (prompt_text(row) for row in _trl_rows(train, detection, recipe))
-        return EvalSplit(name, rows, detection, texts, None, sample.to_json())
+        return EvalSplit(
+            name, rows, detection, texts, None, sample.to_json(),
+            ids if len(ids) == len(rows) else None, data.fingerprint,
+        )  # fmt: skip
     rows = part.to_list()
     label_col = detection.fields.get("label")
     train_texts = (user_text(row, detection) for row in train)
     train_labels = [str(v) for v in train[label_col]] if label_col else None
-    return EvalSplit(name, rows, detection, train_texts, train_labels, sample.to_json())
+    return EvalSplit(
+        name, rows, detection, train_texts, train_labels, sample.to_json(), ids, data.fingerprint
+    )
 
 
 def _trl_rows(part: Any, detection: Detection, recipe: Recipe) -> Any:
@@ -99,8 +110,11 @@ def user_text(row: dict[str, Any], detection: Detection) -> str:
     return next((m["content"] for m in to_messages(row, detection) if m["role"] == "user"), "")
 
 
-def _load_models(recipe: Recipe, run: RunDir, device: str) -> tuple[Any, dict[str, Any]]:
-    """Tokenizer and {"base": model | None, "tuned": model} for the recipe's task."""
+def _load_models(
+    recipe: Recipe, run: RunDir, device: str, need_base: bool = False
+) -> tuple[Any, dict[str, Any]]:
+    """Tokenizer and {"base": model | None, "tuned": model} for the recipe's task (the base when
+    [evaluation] compare_base or `need_base`)."""
     from transformers import set_seed
 
     from tuner_tui.modeling.loading import load_model, load_tokenizer
@@ -117,7 +131,7 @@ def _load_models(recipe: Recipe, run: RunDir, device: str) -> tuple[Any, dict[st
             recipe.model, device=device, num_labels=len(id2label) if id2label else None, id2label=id2label
         ).to(device)
 
-    models: dict[str, Any] = {"base": fresh_base() if recipe.evaluation.compare_base else None}
+    models: dict[str, Any] = {"base": fresh_base() if recipe.evaluation.compare_base or need_base else None}
     if (run.adapter / "adapter_config.json").exists():
         from peft import PeftModel
 
@@ -138,7 +152,7 @@ def _classification(
     names: list[str],
     events: EventWriter,
     should_stop: Callable[[], bool] | None = None,
-) -> tuple[dict, list[dict], dict[str, Any]]:
+) -> tuple[dict, list[dict], dict[str, Any], list[dict]]:
     from sklearn.metrics import confusion_matrix
 
     id2label: dict[int, str] = models["id2label"]
@@ -186,7 +200,18 @@ def _classification(
             entry["base"] = id2label[int(probabilities["base"][i].argmax())]
             entry["base_p_reference"] = float(probabilities["base"][i, references[i]])
         samples.append(entry)
-    return metrics, samples, scorers
+    outputs = []
+    for i in range(len(texts)):
+        out: dict[str, Any] = {"reference": id2label[references[i]]}
+        for which, probs in probabilities.items():
+            predicted = int(probs[i].argmax())
+            out[which] = {
+                "prediction": id2label[predicted],
+                "correct": predicted == references[i],
+                "score": float(probs[i, references[i]]),
+            }
+        outputs.append(out)
+    return metrics, samples, scorers, outputs
 
 
 def _prompt_and_reference(row: dict[str, Any], detection: Detection, tokenizer: Any) -> tuple[str, str]:
@@ -220,22 +245,25 @@ def _causal(
     names: list[str],
     events: EventWriter,
     should_stop: Callable[[], bool] | None = None,
-) -> tuple[dict, list[dict], dict[str, Any]]:
+) -> tuple[dict, list[dict], dict[str, Any], list[dict]]:
     from tuner_tui.modeling.loading import ensure_chat_template
 
     if split.detection.format not in ("text", "prompt_completion"):
         ensure_chat_template(tokenizer)
-    pairs = [_prompt_and_reference(r, split.detection, tokenizer) for r in split.rows]
-    pairs = [(p, r) for p, r in pairs if r]
+    every = [_prompt_and_reference(r, split.detection, tokenizer) for r in split.rows]
+    kept = [i for i, (_, r) in enumerate(every) if r]  # rows with a reference to score
+    pairs = [every[i] for i in kept]
     prompts, references = [p for p, _ in pairs], [r for _, r in pairs]
     generate = split.detection.format != "text" and any(METRICS[n].module for n in names)
     gen = recipe.evaluation.generation
     metrics: dict[str, Any] = {}
     outputs: dict[str, list[str]] = {}
+    losses: dict[str, tuple[Any, Any]] = {}
     scorers = _scorers(models, tokenizer, recipe, should_stop)
     for which, scorer in scorers.items():
         eos = tokenizer.eos_token or ""
         sums, counts = scorer.continuation_logprob(prompts, [r + eos for r in references])
+        losses[which] = (sums, counts)
         result: dict[str, Any] = {
             k: v
             for k, v in perplexity_from_losses(-float(sums.sum()), int(counts.sum())).items()
@@ -269,7 +297,43 @@ def _causal(
                 "rouge_l"
             ]
         samples.append(entry)
-    return metrics, samples, scorers
+    return metrics, samples, scorers, _causal_outputs(split, kept, references, losses, outputs)
+
+
+PER_EXAMPLE_TEXT_METRICS = ("exact_match", "rouge1", "rouge2", "rouge_l")
+"""Text metrics that are means over examples: predictions.jsonl keeps each example's value."""
+
+
+def _causal_outputs(
+    split: EvalSplit,
+    kept: list[int],
+    references: list[str],
+    losses: dict[str, tuple[Any, Any]],
+    generated: dict[str, list[str]],
+) -> list[dict]:
+    """Per example (rows with a reference): the generated answer, exact match as `correct`, the
+    mean log-likelihood per reference token as `score`, its `nll` and `tokens`, and per-example
+    rouge/exact-match values."""
+    outputs = []
+    for n, (i, reference) in enumerate(zip(kept, references, strict=True)):
+        out: dict[str, Any] = {"row": i, "reference": reference}
+        for which, (sums, counts) in losses.items():
+            tokens = int(counts[n])
+            nll = -float(sums[n])
+            entry: dict[str, Any] = {
+                "prediction": None,
+                "correct": None,
+                "score": -nll / tokens if tokens else None,
+                "nll": nll,
+                "tokens": tokens,
+            }
+            if which in generated:
+                answer = generated[which][n].strip()
+                values = compute_text_metrics(list(PER_EXAMPLE_TEXT_METRICS), [answer], [reference])
+                entry.update(prediction=answer, correct=values.get("exact_match") == 1.0, metrics=values)
+            out[which] = entry
+        outputs.append(out)
+    return outputs
 
 
 def _preference(
@@ -279,7 +343,7 @@ def _preference(
     recipe: Recipe,
     events: EventWriter,
     should_stop: Callable[[], bool] | None = None,
-) -> tuple[dict, list[dict], dict[str, Any]]:
+) -> tuple[dict, list[dict], dict[str, Any], list[dict]]:
     """preference_accuracy and margin of base and tuned models on the held-out pairs; for the
     DPO family the implicit-reward accuracy (tuned against the base model, its reference unless
     `start_from` set another); and how long each model's answers to a few prompts are, beside
@@ -329,7 +393,18 @@ def _preference(
                 if margin is not None:  # None: an answer cut off by max_length, not scored
                     entry[f"{which}_margin"] = round(margin, 4)
             samples.append(entry)
-    return metrics, samples, scorers
+    outputs = []
+    for i in range(len(split.rows)):
+        out: dict[str, Any] = {}
+        for which, values in margins.items():
+            margin = values[i] if pairs else None  # KTO's margins pair good with bad rows
+            out[which] = {
+                "prediction": None if margin is None else ("chosen" if margin > 0 else "rejected"),
+                "correct": None if margin is None else margin > 0,
+                "score": margin,
+            }
+        outputs.append(out)
+    return metrics, samples, scorers, outputs
 
 
 LENGTH_PROMPTS = 8
@@ -387,8 +462,17 @@ def evaluate_run(
     device: str,
     pairs_file: Path | None = None,
     should_stop: Callable[[], bool] | None = None,
+    split_recipe: Recipe | None = None,
+    report_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Evaluate the run's adapter (and the base model) and write report/report.{json,md}.
+    """Evaluate the run's adapter (and the base model) and write report/report.{json,md}, the
+    per-example outputs (report/predictions.jsonl, see evaluation/predictions.py) and, with
+    [evaluation] general_data, the forgetting check (report/general.jsonl).
+
+    Args:
+        split_recipe: Take the held-out rows from this recipe's data, split and sample instead
+            of the run's own (`tuner compare --on RUN`: score several runs on one test set).
+        report_dir: Where to write; default the run's report/.
 
     Raises:
         EvaluationStopped: `should_stop()` answered True (checked between stages and batches);
@@ -402,23 +486,54 @@ def evaluate_run(
 
     task = recipe.model.task
     names = metrics_for(task, recipe.evaluation.metrics)
+    general = recipe.evaluation.general_data if task == "causal_lm" else ""
     check_stop()
-    tokenizer, models = _load_models(recipe, run, device)
+    tokenizer, loaded = _load_models(recipe, run, device, need_base=bool(general))
+    models = {**loaded, "base": loaded["base"] if recipe.evaluation.compare_base else None}
     check_stop()
-    split = load_eval_split(recipe, tokenizer)
+    split = load_eval_split(split_recipe or recipe, tokenizer)
     check_stop()
     if task == "sequence_classification":
-        metrics, samples, scorers = _classification(
+        metrics, samples, scorers, outputs = _classification(
             split, tokenizer, models, recipe, names, events, should_stop
         )
         rank_key = "tuned_p_reference"
     elif task == "preference":
-        metrics, samples, scorers = _preference(split, tokenizer, models, recipe, events, should_stop)
+        metrics, samples, scorers, outputs = _preference(
+            split, tokenizer, models, recipe, events, should_stop
+        )
         rank_key = "tuned_margin"
     else:
-        metrics, samples, scorers = _causal(split, tokenizer, models, recipe, names, events, should_stop)
+        metrics, samples, scorers, outputs = _causal(
+            split, tokenizer, models, recipe, names, events, should_stop
+        )
         rank_key = "tuned_rouge_l"
+    forgetting: dict[str, Any] | None = None
+    general_rows: list[dict[str, Any]] = []
+    if general:
+        from tuner_tui.evaluation.general import forgetting as measure_forgetting
+
+        check_stop()
+        general_scorers = {**_scorers(loaded, tokenizer, recipe, should_stop)}
+        forgetting, general_rows = measure_forgetting(
+            Path(general), general_scorers, recipe.evaluation.max_samples, recipe.project.seed
+        )
+        metrics.setdefault("tuned", {})["general_perplexity"] = forgetting["tuned_perplexity"]
+        metrics["tuned"]["general_perplexity_change"] = forgetting["general_perplexity_change"]
+        if "base" in metrics:
+            metrics["base"]["general_perplexity"] = forgetting["base_perplexity"]
+        events.emit(
+            "eval",
+            split="general",
+            model="tuned",
+            examples=forgetting["texts"],
+            general_perplexity=forgetting["tuned_perplexity"],
+            base_general_perplexity=forgetting["base_perplexity"],
+            general_perplexity_change=forgetting["general_perplexity_change"],
+        )
     verdict, objectives = objective_verdicts(recipe, metrics, split.name)
+    ids = split.row_ids or [f"row-{i}" for i in range(len(split.rows))]
+    predictions = [{"row_id": ids[out.pop("row", i)], **out} for i, out in enumerate(outputs)]
     report: dict[str, Any] = {
         "run_id": run.run_id,
         "task": task,
@@ -430,13 +545,30 @@ def evaluate_run(
         "metrics": metrics,
         "samples": _rank_samples(samples, rank_key),
         "bias": _bias(recipe, split, scorers, pairs_file),
+        "predictions": {
+            "file": PREDICTIONS_FILE,
+            "rows": len(predictions),
+            "data_fingerprint": split.fingerprint,
+            "row_ids_sha256": ids_digest(p["row_id"] for p in predictions),
+            "stable_ids": split.row_ids is not None,
+            "split_from": (split_recipe or recipe).data.path,
+        },
     }
+    if forgetting is not None:
+        report["forgetting"] = forgetting
     check_stop()
     if recipe.evaluation.show_raw_samples:
         report["samples_masked"] = False
     else:
         report = mask_samples(report)
-    write_report(report, run.report)
+    folder = Path(report_dir) if report_dir is not None else run.report
+    folder.mkdir(parents=True, exist_ok=True)
+    write_predictions(folder / PREDICTIONS_FILE, predictions)
+    if forgetting is not None:
+        from tuner_tui.evaluation.general import GENERAL_FILE
+
+        write_predictions(folder / GENERAL_FILE, general_rows)
+    write_report(report, folder)
     return report
 
 

@@ -3,11 +3,18 @@
 A merged export folds the adapter's update into the base weights (peft `merge_and_unload`), so
 the result loads with plain `from_pretrained` and runs at base-model speed. Prompt-learning
 adapters (prompt/prefix tuning) have no weights to fold in and cannot be merged.
+
+Every export holds the model card (README.md, `tuner_tui.ship.card`), written from the run's own
+files in place of PEFT's placeholder, and the run's frozen recipe (tuner_recipe.toml). Every file
+gets the mode the user's umask gives (0644 with the usual 022): safetensors >= 0.8 writes through
+a temporary file created 0600 and renames it into place (safetensors PR #764, issue #782), so
+merged and adapter weights came out 0600 among 0644 files.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -18,6 +25,32 @@ from tuner_tui.recipe import Recipe, load_recipe
 # Merged logits are compared with base+adapter logits in the tests at this absolute tolerance
 # (float32): merging changes the order of floating-point additions, nothing else.
 MERGE_TOLERANCE = 1e-4
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it where /proc tells it (os.umask sets it, and
+    other threads may be creating files meanwhile); else the usual set-and-restore."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def honour_umask(folder: Path) -> None:
+    """Give every file under `folder` mode 0666 & ~umask and every folder 0777 & ~umask: what a
+    plain `open()` or `mkdir` by this user would give, whichever library wrote them."""
+    mask = _umask()
+    for path in [Path(folder), *Path(folder).rglob("*")]:
+        if path.is_symlink():
+            continue
+        wanted = (0o777 if path.is_dir() else 0o666) & ~mask
+        if path.stat().st_mode & 0o777 != wanted:
+            path.chmod(wanted)
 
 
 def is_peft_adapter(adapter_dir: Path) -> bool:
@@ -62,7 +95,7 @@ def load_tuned_model(recipe: Recipe, adapter_dir: Path, device: str = "cpu") -> 
     return auto.from_pretrained(str(adapter_dir)).to(device).eval()
 
 
-def merge_and_export(run_dir: Path, out: Path, merge: bool) -> Path:
+def merge_and_export(run_dir: Path, out: Path, merge: bool, card: bool = True) -> Path:
     """Export a run's tuned model to `out` and return the folder written.
 
     Args:
@@ -70,9 +103,12 @@ def merge_and_export(run_dir: Path, out: Path, merge: bool) -> Path:
         out: Destination folder; must not exist yet, or be empty.
         merge: Fold the adapter into the base weights and write a standalone safetensors model.
             When False, copy the adapter folder (adapter weights, config, tokenizer, labels).
+        card: Write the model card (README.md); False only for an intermediate folder whose
+            caller writes the card itself (the GGUF export).
 
     Raises:
-        TunerError: The run has no adapter, `out` is not empty, or the adapter cannot be merged.
+        TunerError: The run has no adapter or has not completed, `out` is not empty, or the
+            adapter cannot be merged.
     """
     run_dir, out = Path(run_dir), Path(out)
     adapter_dir = run_dir / "adapter"
@@ -84,11 +120,14 @@ def merge_and_export(run_dir: Path, out: Path, merge: bool) -> Path:
     if out.exists() and any(out.iterdir()):
         raise TunerError(f"The export folder {out} is not empty: choose a new folder or empty it.")
     recipe = load_recipe(run_dir / "recipe.toml")
+    if card:
+        from tuner_tui.ship.card import read_run
+
+        read_run(run_dir)  # a run that has not completed is refused before anything is written
     if not merge or not is_peft_adapter(adapter_dir):
         # Full/freeze runs saved a whole model already: "merging" is a copy.
         shutil.copytree(adapter_dir, out, dirs_exist_ok=True)
-        shutil.copy2(run_dir / "recipe.toml", out / "tuner_recipe.toml")
-        return out
+        return _finish(run_dir, out, merged=False, card=card)
     config = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
     if config.get("peft_type") in ("PROMPT_TUNING", "PREFIX_TUNING", "P_TUNING"):
         raise TunerError(
@@ -112,5 +151,17 @@ def merge_and_export(run_dir: Path, out: Path, merge: bool) -> Path:
         load_tokenizer(recipe.model).save_pretrained(str(out))
     if (adapter_dir / "labels.json").exists():
         shutil.copy2(adapter_dir / "labels.json", out / "labels.json")
-    shutil.copy2(run_dir / "recipe.toml", out / "tuner_recipe.toml")
+    return _finish(run_dir, out, merged=True, card=card)
+
+
+def _finish(run_dir: Path, out: Path, merged: bool, card: bool) -> Path:
+    """The recipe and the card beside the weights, and the umask's modes on everything."""
+    shutil.copyfile(run_dir / "recipe.toml", out / "tuner_recipe.toml")
+    if card:
+        from tuner_tui.ship.card import write_card
+
+        write_card(run_dir, out, merged=merged)
+    else:
+        (out / "README.md").unlink(missing_ok=True)  # PEFT's placeholder card
+    honour_umask(out)
     return out

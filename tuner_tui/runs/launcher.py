@@ -97,11 +97,16 @@ LOCAL = Placement()
 
 
 def _popen_detached(
-    command: list[str], log_path: Path, cwd: Path, lock: RunLock | None = None
+    command: list[str],
+    log_path: Path,
+    cwd: Path,
+    lock: RunLock | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.Popen:
     """Start `command` in its own session, output to `log_path`; with `lock`, the child inherits
-    the run's lock (the same open file description, so it holds the same flock)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+    the run's lock (the same open file description, so it holds the same flock). `extra_env` is
+    added to its environment (a sweep pins each trial to its GPU with CUDA_VISIBLE_DEVICES)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", **(extra_env or {})}
     env.pop(LOCK_FD_ENV, None)
     if lock is not None:
         env[LOCK_FD_ENV] = str(lock.fd)
@@ -135,7 +140,9 @@ def supervisor_command(
     return command
 
 
-def spawn_worker(run: RunDir, lock: RunLock | None = None) -> subprocess.Popen:
+def spawn_worker(
+    run: RunDir, lock: RunLock | None = None, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen:
     """Start the run's worker detached: `python -m tuner_tui.runs.worker RUN_DIR` for one process,
     else the supervisor (torchrun) for node 0's ranks. Records its pid in state.json.
 
@@ -157,7 +164,7 @@ def spawn_worker(run: RunDir, lock: RunLock | None = None) -> subprocess.Popen:
     own = lock is None
     held = RunLock.acquire(run.root) if lock is None else lock
     try:
-        proc = _popen_detached(command, run.log, run.root, held)
+        proc = _popen_detached(command, run.log, run.root, held, extra_env)
         held.record(proc.pid)  # whoever is refused from now on is told the worker's pid
         write_state(
             run.state,
@@ -332,7 +339,9 @@ def _frozen(run: RunDir) -> tuple[Recipe, Path]:
     return recipe, run.root
 
 
-def resume_run(run_dir: Path, placement: Placement = LOCAL) -> RunDir:
+def resume_run(
+    run_dir: Path, placement: Placement = LOCAL, extra_env: dict[str, str] | None = None
+) -> RunDir:
     """Restart the worker of an interrupted, stopped or failed run; it resumes from the newest
     complete checkpoint. Node 0 of several may meet the others at a new --master-addr/-port.
 
@@ -347,7 +356,7 @@ def resume_run(run_dir: Path, placement: Placement = LOCAL) -> RunDir:
     # A worker that just ended (or was killed) may still be on its way out: wait for it.
     with RunLock.acquire(run.root, wait_s=30.0) as lock:
         try:
-            _resume_locked(run, placement, lock)
+            _resume_locked(run, placement, lock, extra_env)
         except OSError as exc:
             full = disk_full(exc, run.root)
             if full is None:
@@ -387,7 +396,9 @@ def _check_room(run: RunDir) -> None:
         raise DiskFullError(_disk_full_message(run, DiskFull(run.root, free), need))
 
 
-def _resume_locked(run: RunDir, placement: Placement, lock: RunLock) -> None:
+def _resume_locked(
+    run: RunDir, placement: Placement, lock: RunLock, extra_env: dict[str, str] | None = None
+) -> None:
     damage = rebuild.state_damage(run.state)
     if damage is None:
         state = read_raw_state(run.state)
@@ -429,7 +440,7 @@ def _resume_locked(run: RunDir, placement: Placement, lock: RunLock) -> None:
     write_state(run.state, phase="queued", resumes=int(state.get("resumes", 0)) + 1, **_launcher_holds())
     with EventWriter(run.events) as events:
         events.emit("status", phase="queued", resume=True)
-    spawn_worker(run, lock)
+    spawn_worker(run, lock, extra_env)
 
 
 # -- re-evaluation ---------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from tuner_tui.training.examples import (
     prepare_data,
 )
 from tuner_tui.training.preference import preference_trainer, prepare_preference_data
+from tuner_tui.training.trackers import check_trackers, tracker_arguments, tracker_environment
 
 
 def resolve_device(requested: str) -> str:
@@ -136,9 +137,12 @@ def training_values(
     device: str,
     has_validation: bool,
     no_split_modules: list[str] | None = None,
+    primary: bool = True,
 ) -> dict[str, Any]:
     """The TrainingArguments of a run, as keywords: TRL's preference configs (subclasses of
-    TrainingArguments) are built from the same ones, so every trainer runs the same loop."""
+    TrainingArguments) are built from the same ones, so every trainer runs the same loop.
+
+    `primary`: this process is global rank 0, the only one that reports to the trackers."""
     t = recipe.training
     dtype = recipe.model.dtype
     if dtype == "auto":
@@ -184,7 +188,7 @@ def training_values(
         use_cpu=device == "cpu",
         bf16=dtype == "bfloat16",
         fp16=dtype == "float16",
-        report_to="none",
+        **tracker_arguments(t.report_to, recipe.project.name, run.run_id, primary),
         disable_tqdm=True,
         include_num_input_tokens_seen="non_padding",
         remove_unused_columns=False,
@@ -217,10 +221,12 @@ def train(
 
     `on_data` sees the prepared data before the model loads (the worker records or checks the
     data fingerprint there)."""
-    from transformers import PrinterCallback, Trainer, set_seed
+    from transformers import PrinterCallback, set_seed
 
     device = resolve_device(recipe.training.device)
     check_strategy_device(recipe, device)
+    if rank.primary:  # before any model loads: a missing tracker package is named at once
+        check_trackers(recipe.training.report_to)
     set_seed(recipe.project.seed, deterministic=device == "cpu" and recipe.training.deterministic)
     # One rank per node fills the caches (datasets' Arrow files, transcoded copies) before the rest.
     with local_main_first(rank):
@@ -269,7 +275,12 @@ def train(
     if recipe.training.gradient_checkpointing:
         base.enable_input_require_grads()
     values = training_values(
-        recipe, run, device, data.validation is not None, getattr(base, "_no_split_modules", None)
+        recipe,
+        run,
+        device,
+        data.validation is not None,
+        getattr(base, "_no_split_modules", None),
+        primary=rank.primary,
     )
     if preference and recipe.preference.start_from:
         setup = start_from_adapter(base, recipe)
@@ -301,23 +312,10 @@ def train(
         rank,
         verified=[resume_from] if resume_from else [],
     )
-    if preference:
-        trainer = preference_trainer(recipe, model, tokenizer, values, data, [callback, *setup.callbacks])
-    else:
-        from transformers import TrainingArguments
-
-        trainer = Trainer(
-            model=model,
-            args=TrainingArguments(**values),
-            train_dataset=data.train,
-            eval_dataset=data.validation,
-            data_collator=make_collator(recipe, tokenizer),
-            processing_class=tokenizer,
-            callbacks=[callback, *setup.callbacks],
-            compute_metrics=classification_accuracy if data.id2label else None,
-        )
-    trainer.remove_callback(PrinterCallback)
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    with tracker_environment(recipe.training.report_to, run.root, rank.primary):
+        trainer = _trainer(recipe, model, tokenizer, values, data, [callback, *setup.callbacks])
+        trainer.remove_callback(PrinterCallback)
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     if not callback.stop_requested:
         if recipe.training.world_size > 1 and recipe.training.strategy != "ddp":
             # Sharded weights: the Trainer gathers them (every rank takes part), rank 0 writes.
@@ -327,6 +325,32 @@ def train(
         elif rank.primary:
             save_adapter(model, tokenizer, data, run.adapter)
     return TrainingOutcome(model, tokenizer, data, trainer.state.global_step, callback.stop_requested)
+
+
+def _trainer(
+    recipe: Recipe,
+    model: Any,
+    tokenizer: Any,
+    values: dict[str, Any],
+    data: PreparedData,
+    callbacks: list[Any],
+) -> Any:
+    """The Trainer for the recipe's task (TRL's for preference), built from `values`. Built inside
+    `tracker_environment`: the trackers' callbacks read where to write when they are created."""
+    if recipe.model.task == "preference":
+        return preference_trainer(recipe, model, tokenizer, values, data, callbacks)
+    from transformers import Trainer, TrainingArguments
+
+    return Trainer(
+        model=model,
+        args=TrainingArguments(**values),
+        train_dataset=data.train,
+        eval_dataset=data.validation,
+        data_collator=make_collator(recipe, tokenizer),
+        processing_class=tokenizer,
+        callbacks=callbacks,
+        compute_metrics=classification_accuracy if data.id2label else None,
+    )
 
 
 def start_from_adapter(base: Any, recipe: Recipe) -> Any:

@@ -19,7 +19,13 @@ from rich.text import Text
 
 from tuner_tui.evaluation.bias.report import PARTS as BIAS_PARTS
 from tuner_tui.evaluation.bias.report import key_numbers, part_headline
-from tuner_tui.evaluation.report import SAMPLE_COLUMNS, VERDICTS, format_metric, sample_note
+from tuner_tui.evaluation.report import (
+    SAMPLE_COLUMNS,
+    VERDICTS,
+    forgetting_sentence,
+    format_metric,
+    sample_note,
+)
 
 VERDICT_STYLES = {"pass": "bold green", "fail": "bold red", "no_objectives": "bold yellow"}
 OBJECTIVE_COLUMNS = ("metric", "target", "base", "tuned", "margin", "result")
@@ -87,6 +93,8 @@ class ReportView:
     shown: SamplesView
     ranked: SamplesView
     bias: tuple[BiasPartView, ...]
+    forgetting: str = ""
+    """Base vs tuned perplexity on [evaluation] general_data and the change; empty when not measured."""
 
 
 class ReportUnreadable(ValueError):
@@ -129,6 +137,7 @@ def read_report(report: dict[str, Any]) -> ReportView:
         shown=_samples([s for s in _list(samples.get("shown")) if isinstance(s, dict)]),
         ranked=_samples([s for _, s in ranked], tuple(kind for kind, _ in ranked)),
         bias=tuple(_bias_part(name, title, bias.get(name)) for name, title in BIAS_PARTS),
+        forgetting=forgetting_sentence(report.get("forgetting")),
     )
 
 
@@ -216,6 +225,8 @@ def verdict_text(view: ReportView) -> Text:
         text.append("\n" + view.where, "dim")
     if view.sample_note:  # the verdict rests on a sample of the split: say so next to it
         text.append("\n" + view.sample_note, "yellow")
+    if view.forgetting:
+        text.append("\nForgetting: " + view.forgetting)
     return text
 
 
@@ -226,6 +237,8 @@ def verdict_line(view: ReportView) -> Text:
     text = Text.assemble("Verdict: ", (view.verdict, "bold"), f" ({words})." if words else ".")
     if view.sample_note:
         text.append("\n" + view.sample_note)
+    if view.forgetting:
+        text.append("\nForgetting: " + view.forgetting)
     return text
 
 

@@ -26,10 +26,20 @@ def run_label(run: RunSummary) -> str:
 
 
 def run_notes(runs: list[RunSummary]) -> list[str]:
-    """What a list of runs must say besides its table: runs whose files could not be read and
-    runs whose state was rebuilt."""
+    """What a list of runs must say besides its table: runs whose files could not be read, runs
+    whose state was rebuilt, and runs being served (`tuner serve`)."""
+    from pathlib import Path
+
+    from tuner_tui.deploy.serve import served
+
     notes = []
     for run in runs:
+        server = served(Path(run.path))
+        if server:
+            notes.append(
+                f"{run.run_id}: served at {server.get('url')} ({server.get('engine')}, pid "
+                f"{server.get('pid')}); stop it with `tuner serve --stop {run.path}`."
+            )
         if run.problem:
             notes.append(f"{run.run_id}: its files could not be read ({run.problem}).")
         elif run.damaged:
