@@ -133,7 +133,12 @@ def two_ranks(tiny_assets, tmp_path_factory) -> dict:
     """An uninterrupted 2-process run, and a 1-process run with the same global batch."""
     root = tmp_path_factory.mktemp("ddp")
     recipe = recipe_for(root, tiny_assets, "two", batch_size=2, num_processes=2)
-    run = start_run(recipe, root / "runs")
+    with pytest.MonkeyPatch.context() as env:
+        # The test reads rank 1's "Loading weights" bar; a CLI test run earlier in this process
+        # may have switched the bars off for what it starts (the commands quiet the libraries).
+        for name in ("HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY"):
+            env.delenv(name, raising=False)
+        run = start_run(recipe, root / "runs")
     one = start_run(recipe_for(root, tiny_assets, "one", batch_size=4), root / "runs-one")
     for each in (run, one):
         state = wait_until_done(each)
