@@ -3,7 +3,6 @@ the chat template training recorded) and tuned model."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -74,14 +73,6 @@ def load_run_tokenizer(run: RunDir, recipe: Recipe) -> Any:
     if uses_chat_template(recipe):
         ensure_chat_template(tokenizer)
     return tokenizer
-
-
-def id2label_of(run: RunDir) -> dict[int, str] | None:
-    """The classifier's labels by output index (adapter/labels.json), None for a causal LM."""
-    path = run.adapter / "labels.json"
-    if not path.exists():
-        return None
-    return {int(k): v for k, v in json.loads(path.read_text(encoding="utf-8"))["id2label"].items()}
 
 
 def render_prompt(tokenizer: Any, recipe: Recipe, messages: list[dict[str, str]]) -> str:

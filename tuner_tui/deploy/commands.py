@@ -21,19 +21,13 @@ RunArg = Annotated[Path, typer.Argument(help="A completed run directory.")]
 
 
 def _quiet() -> None:
-    import os
+    """The CLI's own quieting, and every warning off: a chat or a served answer is the output."""
     import warnings
 
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    warnings.filterwarnings("ignore")
-    try:
-        from datasets.utils.logging import disable_progress_bar
+    from tuner_tui.cli import _quiet_libraries
 
-        disable_progress_bar()
-    except ImportError:  # pragma: no cover - datasets is a dependency
-        pass
+    _quiet_libraries()
+    warnings.filterwarnings("ignore")
 
 
 def chat(

@@ -87,8 +87,8 @@ class RunModels:
     def __init__(self, run_dir: Path | str, with_base: bool = True, device: str = "cpu"):
         from transformers import set_seed
 
-        from tuner_tui.deploy.artifacts import completed_run, id2label_of, load_run_tokenizer
-        from tuner_tui.modeling.export import is_peft_adapter, load_tuned_model
+        from tuner_tui.deploy.artifacts import completed_run, load_run_tokenizer
+        from tuner_tui.modeling.export import is_peft_adapter, load_tuned_model, read_id2label
 
         self.run, self.recipe = completed_run(run_dir, "chat with")
         if self.recipe.model.task == "preference":
@@ -96,7 +96,7 @@ class RunModels:
         else:
             self.task = self.recipe.model.task
         self.tokenizer = load_run_tokenizer(self.run, self.recipe)
-        self.id2label = id2label_of(self.run)
+        self.id2label = read_id2label(self.run.adapter)
         self.device = device
         # The untuned classifier head is random: seeded as evaluation seeds it, so "base" here is
         # the base model the report measured.

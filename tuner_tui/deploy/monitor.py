@@ -483,11 +483,10 @@ def _label_check(
 ) -> DriftCheck:
     from transformers import set_seed
 
-    from tuner_tui.deploy.artifacts import id2label_of
     from tuner_tui.evaluation.scoring import ClassifierScorer
-    from tuner_tui.modeling.export import load_tuned_model
+    from tuner_tui.modeling.export import load_tuned_model, read_id2label
 
-    id2label = id2label_of(run) or {}
+    id2label = read_id2label(run.adapter) or {}
     set_seed(recipe.project.seed)
     model = load_tuned_model(recipe, run.adapter, device=device)
     scorer = ClassifierScorer(model, tokenizer, id2label, max_length=recipe.training.max_length)

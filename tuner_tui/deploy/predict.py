@@ -138,8 +138,8 @@ def predict_file(
     from transformers import set_seed
 
     from tuner_tui.data.load import load_any
-    from tuner_tui.deploy.artifacts import completed_run, id2label_of, load_run_tokenizer, render_prompt
-    from tuner_tui.modeling.export import load_tuned_model
+    from tuner_tui.deploy.artifacts import completed_run, load_run_tokenizer, render_prompt
+    from tuner_tui.modeling.export import load_tuned_model, read_id2label
 
     if batch_size < 1:
         raise TunerError(f"--batch-size {batch_size} must be at least 1.")
@@ -161,7 +161,7 @@ def predict_file(
     if classify:
         from tuner_tui.evaluation.scoring import ClassifierScorer
 
-        id2label = id2label_of(run) or {}
+        id2label = read_id2label(run.adapter) or {}
         scorer: Any = ClassifierScorer(model, tokenizer, id2label, max_length=recipe.training.max_length,
                                        batch_size=batch_size)  # fmt: skip
     else:

@@ -14,12 +14,12 @@ merged and adapter weights came out 0600 among 0644 files.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from tuner_tui.errors import TunerError
+from tuner_tui.paths import current_umask
 from tuner_tui.recipe import Recipe, load_recipe
 
 # Merged logits are compared with base+adapter logits in the tests at this absolute tolerance
@@ -27,24 +27,10 @@ from tuner_tui.recipe import Recipe, load_recipe
 MERGE_TOLERANCE = 1e-4
 
 
-def _umask() -> int:
-    """This process's umask, read without changing it where /proc tells it (os.umask sets it, and
-    other threads may be creating files meanwhile); else the usual set-and-restore."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def honour_umask(folder: Path) -> None:
     """Give every file under `folder` mode 0666 & ~umask and every folder 0777 & ~umask: what a
     plain `open()` or `mkdir` by this user would give, whichever library wrote them."""
-    mask = _umask()
+    mask = current_umask()
     for path in [Path(folder), *Path(folder).rglob("*")]:
         if path.is_symlink():
             continue
@@ -58,7 +44,8 @@ def is_peft_adapter(adapter_dir: Path) -> bool:
     return (Path(adapter_dir) / "adapter_config.json").exists()
 
 
-def _id2label(adapter_dir: Path) -> dict[int, str] | None:
+def read_id2label(adapter_dir: Path) -> dict[int, str] | None:
+    """A classifier's labels by output index (labels.json beside its adapter); None for a causal LM."""
     labels = Path(adapter_dir) / "labels.json"
     if not labels.exists():
         return None
@@ -78,7 +65,7 @@ def load_tuned_model(recipe: Recipe, adapter_dir: Path, device: str = "cpu") -> 
     from tuner_tui.modeling.loading import load_model
 
     adapter_dir = Path(adapter_dir)
-    id2label = _id2label(adapter_dir)
+    id2label = read_id2label(adapter_dir)
     if is_peft_adapter(adapter_dir):
         from peft import PeftModel
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tuner_tui.errors import EXIT_INVALID_INPUT, EXIT_OK, EXIT_RUN_FAILED, TunerError
+from tuner_tui.paths import current_umask
 from tuner_tui.recipe import read_recipe, save_recipe
 from tuner_tui.runs import checkpoints, control, ranks
 from tuner_tui.runs.events import DiscardedEvents, EventWriter
@@ -90,20 +91,6 @@ def last_good_checkpoint(run: RunDir) -> str | None:
     return str(path) if path else None
 
 
-def _umask() -> int:
-    """This process's umask, read without changing it (os.umask sets it, and other threads may be
-    creating files meanwhile); with no /proc, the usual set-and-restore."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def honour_umask(root: Path) -> list[Path]:
     """Give the run's weight files the mode the user's umask gives every other file; returns the
     files changed.
@@ -112,7 +99,7 @@ def honour_umask(root: Path) -> list[Path]:
     (safetensors PR #764, issue #782), so adapter and checkpoint weights came out 0600 among 0644
     files. The run directory honours the umask throughout (README: "Who can read a run").
     """
-    wanted = 0o666 & ~_umask()
+    wanted = 0o666 & ~current_umask()
     changed = []
     for path in sorted(Path(root).rglob("*.safetensors")):
         try:
