@@ -89,7 +89,10 @@ def test_serve_answers_logs_checks_and_stops(causal_run: Path, tmp_path: Path) -
         chunks = [json.loads(line[5:]) for line in streamed.splitlines() if line.startswith("data:")]
         assert len(chunks) > 2 and chunks[-1]["usage"]["completion_tokens"] > 0
 
-        records = read_jsonl(causal_run / "serve" / "requests.jsonl")
+        log = causal_run / "serve" / "requests.jsonl"
+        # A streamed answer is logged once its last chunk has gone out: after the client has it.
+        wait_for(lambda: len(read_jsonl(log)) >= 2, timeout=30, what="both requests in the log")
+        records = read_jsonl(log)
         assert [r["stream"] for r in records] == [False, True]
         for record in records:
             assert record["status"] == 200 and record["endpoint"] == "/v1/chat/completions"
